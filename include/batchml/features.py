@@ -1,0 +1,339 @@
+"""Point-in-time-correct feature tables with PySpark.
+
+The feature row of an entity as of day D (midnight UTC, the start of D) uses only data with a timestamp strictly
+before D: entities that started before D and had not left before D, and events in `[D - window, D)`. Nothing at or
+after D can change D's features (tests/unit/test_features.py shifts events to prove it).
+
+Aggregation plan (read `explain()` before changing it): one scan of the events, a first aggregation per
+(entity, first distinct column) that computes every window at once with conditional aggregates, then a small
+aggregation per entity. Distinct counts come out of the first aggregation for free (a value is in window w iff
+its group has an event in w), which avoids one `countDistinct` per window -- the costly part of the naive plan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from batchml.errors import LandingError, SpecError
+from batchml.specs import AggregateSpec, UseCaseSpec
+from batchml.storage import partition_name
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+AS_OF_COLUMN = "as_of_date"
+SPARK_TYPES = {
+    "string": "string",
+    "int": "bigint",
+    "double": "double",
+    "timestamp": "timestamp",
+    "date": "date",
+    "bool": "boolean",
+}
+# Confs applied to every session this package creates or receives (runtime-settable SQL confs only).
+RUNTIME_CONFS = {"spark.sql.session.timeZone": "UTC"}
+
+
+def local_spark_session(master: str = "local[*]", app_name: str = "batchml", conf: dict[str, str] | None = None):
+    """A Spark session for the CLI, tests and benchmarks; Airflow tasks get theirs from the Spark connection."""
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master(master)
+        .appName(app_name)
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.memory", "2g")
+        .config("spark.sql.adaptive.enabled", "true")
+    )
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def as_of_timestamp(as_of: dt.date) -> dt.datetime:
+    """The instant features are computed at: midnight UTC at the start of `as_of`."""
+    return dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC)
+
+
+def source_days(spec: UseCaseSpec, as_of: dt.date) -> dict[str, list[dt.date]]:
+    """Landing partitions of each events source the job reads for `as_of` (entity sources: see entity_days)."""
+    out: dict[str, list[dt.date]] = {}
+    for agg in spec.features.aggregates:
+        longest = max(agg.windows)
+        days = [as_of - dt.timedelta(days=i) for i in range(longest, 0, -1)]
+        out[agg.source] = sorted(set(out.get(agg.source, [])) | set(days))
+    return out
+
+
+def _landed_days(raw_root: Path, source: str, before: dt.date) -> list[dt.date]:
+    from batchml.storage import Landing
+
+    return Landing(str(raw_root)).landed_days(source, before=before)
+
+
+@dataclass
+class FeatureContext:
+    """What a custom feature function receives: point-in-time reads of the sources, nothing after `as_of`."""
+
+    spark: SparkSession
+    spec: UseCaseSpec
+    raw_root: Path
+    as_of: dt.date
+    population: DataFrame
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def as_of_ts(self) -> dt.datetime:
+        return as_of_timestamp(self.as_of)
+
+    def events(self, source: str, days: int) -> DataFrame:
+        """Events of `source` in `[as_of - days, as_of)`."""
+        return read_events(self.spark, self.spec, self.raw_root, source, self.as_of, days)
+
+
+def _schema_ddl(spec: UseCaseSpec, source: str) -> str:
+    cols = spec.sources[source].columns
+    return ", ".join(f"`{name}` {SPARK_TYPES[c.type]}" for name, c in cols.items())
+
+
+def _read(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, source: str, days: list[dt.date]) -> DataFrame:
+    paths = [str(raw_root / source / partition_name(d)) for d in days]
+    missing = [p for p in paths if not Path(p).is_dir()]
+    if missing:
+        raise LandingError(
+            f"{len(missing)} partition(s) of {source!r} needed by the feature job have not landed, e.g. {missing[0]}. "
+            "Land them (or backfill the ingestion), then clear the task."
+        )
+    if not paths:
+        return spark.createDataFrame([], _schema_ddl(spec, source))
+    return spark.read.schema(_schema_ddl(spec, source)).parquet(*paths)
+
+
+def read_events(
+    spark: SparkSession, spec: UseCaseSpec, raw_root: Path, source: str, as_of: dt.date, days: int
+) -> DataFrame:
+    """Events of `source` with timestamps in `[as_of - days, as_of)`, read only from the partitions needed."""
+    from pyspark.sql import functions as F
+
+    ts_col = spec.sources[source].timestamp
+    end = as_of_timestamp(as_of)
+    start = end - dt.timedelta(days=days)
+    partitions = [as_of - dt.timedelta(days=i) for i in range(days, 0, -1)]
+    df = _read(spark, spec, raw_root, source, partitions)
+    # timestamps, not partition dates, decide: a late-landed event in an old partition still counts correctly
+    return df.where((F.col(ts_col) >= F.lit(start)) & (F.col(ts_col) < F.lit(end)))
+
+
+def population(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> DataFrame:
+    """Entities that started before `as_of` and had not left (e.g. churned) before it."""
+    from pyspark.sql import functions as F
+
+    ent = spec.entity_source
+    key = spec.entity.key
+    end = as_of_timestamp(as_of)
+    entities = _read(spark, spec, raw_root, spec.entity.source, _landed_days(raw_root, spec.entity.source, as_of))
+    entities = entities.where(F.col(ent.timestamp) < F.lit(end))
+    if spec.entity.leaves_on:
+        leave_src = spec.entity.leaves_on
+        leave_ts = spec.sources[leave_src].timestamp
+        left = _read(spark, spec, raw_root, leave_src, _landed_days(raw_root, leave_src, as_of))
+        left = left.where(F.col(leave_ts) < F.lit(end)).select(key).distinct()
+        entities = entities.join(left, on=key, how="left_anti")
+    return entities
+
+
+def feature_columns(spec: UseCaseSpec) -> dict[str, str]:
+    """Declarative feature names -> kind (`categorical`, `count`, `amount`, `share`, `days`, `ratio`)."""
+    cols: dict[str, str] = {c: "categorical" for c in spec.features.static}
+    if spec.features.tenure:
+        cols["tenure_days"] = "days"
+    for agg in spec.features.aggregates:
+        for name, kind in _aggregate_names(agg):
+            cols[name] = kind
+    return cols
+
+
+def _aggregate_names(agg: AggregateSpec) -> list[tuple[str, str]]:
+    p = agg.prefix
+    names: list[tuple[str, str]] = []
+    for w in agg.windows:
+        if agg.count:
+            names.append((f"{p}_count_{w}d", "count"))
+        names += [(f"{p}_sum_{c}_{w}d", "amount") for c in agg.sum]
+        names += [(f"{p}_mean_{c}_{w}d", "amount") for c in agg.mean]
+        names += [(f"{p}_max_{c}_{w}d", "amount") for c in agg.max]
+        names += [(f"{p}_distinct_{c}_{w}d", "count") for c in agg.distinct]
+        names += [(f"{p}_share_{c}_{v}_{w}d", "share") for c, vals in agg.share.items() for v in vals]
+    if agg.recency:
+        names.append((f"{p}_days_since_last", "days"))
+    if agg.trend:
+        names.append((f"{p}_trend_{agg.trend.short}d_{agg.trend.long}d", "ratio"))
+    return names
+
+
+def _aggregate(events: DataFrame, agg: AggregateSpec, key: str, ts_col: str, as_of: dt.date) -> DataFrame:
+    """All windows of one aggregate block in two aggregations (see the module docstring)."""
+    from pyspark.sql import functions as F
+
+    end = as_of_timestamp(as_of)
+    p = agg.prefix
+    in_w = {w: F.col(ts_col) >= F.lit(end - dt.timedelta(days=w)) for w in agg.windows}
+    # a plain count needs no window test for the longest window: the read already bounds it
+    longest = max(agg.windows)
+    in_w[longest] = F.lit(True)
+    group_cols = [key] + agg.distinct[:1]
+    need_n = agg.count or agg.mean or agg.share or agg.trend or agg.distinct[:1]
+
+    first: list = [F.max(ts_col).alias("_last")]
+    second: list = [F.max("_last").alias("_last")]
+    for w in agg.windows:
+        if need_n:
+            first.append(F.sum(F.when(in_w[w], 1).otherwise(0)).alias(f"_n{w}"))
+            second.append(F.sum(f"_n{w}").alias(f"_n{w}"))
+        for c in sorted(set(agg.sum) | set(agg.mean)):
+            first.append(F.sum(F.when(in_w[w], F.col(c))).alias(f"_s_{c}_{w}"))
+            second.append(F.sum(f"_s_{c}_{w}").alias(f"_s_{c}_{w}"))
+        for c in agg.max:
+            first.append(F.max(F.when(in_w[w], F.col(c))).alias(f"_m_{c}_{w}"))
+            second.append(F.max(f"_m_{c}_{w}").alias(f"_m_{c}_{w}"))
+        for c, values in agg.share.items():
+            for v in values:
+                first.append(F.sum(F.when(in_w[w] & (F.col(c) == v), 1).otherwise(0)).alias(f"_v_{c}_{v}_{w}"))
+                second.append(F.sum(f"_v_{c}_{v}_{w}").alias(f"_v_{c}_{v}_{w}"))
+        if agg.distinct:
+            second.append(F.sum(F.when(F.col(f"_n{w}") > 0, 1).otherwise(0)).alias(f"_d_{agg.distinct[0]}_{w}"))
+    stats = events.groupBy(*group_cols).agg(*first).groupBy(key).agg(*second)
+
+    # further distinct columns: one small aggregation each, (entity, value) -> last time seen
+    for c in agg.distinct[1:]:
+        last = events.groupBy(key, c).agg(F.max(ts_col).alias("_t"))
+        counts = last.groupBy(key).agg(
+            *[F.sum(F.when(F.col("_t") >= F.lit(end - dt.timedelta(days=w)), 1).otherwise(0)).alias(f"_d_{c}_{w}")
+              for w in agg.windows]
+        )
+        stats = stats.join(counts, on=key, how="left")
+
+    out = [F.col(key)]
+    for w in agg.windows:
+        n = F.coalesce(F.col(f"_n{w}"), F.lit(0)) if need_n else None
+        if agg.count:
+            out.append(n.cast("bigint").alias(f"{p}_count_{w}d"))
+        for c in agg.sum:
+            out.append(F.coalesce(F.col(f"_s_{c}_{w}"), F.lit(0.0)).cast("double").alias(f"{p}_sum_{c}_{w}d"))
+        for c in agg.mean:
+            mean = F.when(n > 0, F.col(f"_s_{c}_{w}") / n).otherwise(F.lit(0.0))
+            out.append(mean.cast("double").alias(f"{p}_mean_{c}_{w}d"))
+        for c in agg.max:
+            out.append(F.coalesce(F.col(f"_m_{c}_{w}"), F.lit(0.0)).cast("double").alias(f"{p}_max_{c}_{w}d"))
+        for c in agg.distinct:
+            out.append(F.coalesce(F.col(f"_d_{c}_{w}"), F.lit(0)).cast("bigint").alias(f"{p}_distinct_{c}_{w}d"))
+        for c, values in agg.share.items():
+            for v in values:
+                share = F.when(n > 0, F.col(f"_v_{c}_{v}_{w}") / n).otherwise(F.lit(0.0))
+                out.append(share.cast("double").alias(f"{p}_share_{c}_{v}_{w}d"))
+    if agg.recency:
+        days = (F.lit(end).cast("double") - F.col("_last").cast("double")) / 86400.0
+        out.append(F.coalesce(days, F.lit(float(longest + 1))).cast("double").alias(f"{p}_days_since_last"))
+    if agg.trend:
+        s, lg = agg.trend.short, agg.trend.long
+        n_s, n_l = F.coalesce(F.col(f"_n{s}"), F.lit(0)), F.coalesce(F.col(f"_n{lg}"), F.lit(0))
+        ratio = F.when(n_l > 0, (n_s / F.lit(float(s))) / (n_l / F.lit(float(lg)))).otherwise(F.lit(0.0))
+        out.append(ratio.cast("double").alias(f"{p}_trend_{s}d_{lg}d"))
+    return stats.select(*out)
+
+
+def _defaults_for(names: list[tuple[str, str]], agg: AggregateSpec) -> dict[str, float | int]:
+    """Values of entities with no event at all in the longest window (left join leaves them null)."""
+    out: dict[str, float | int] = {}
+    for name, kind in names:
+        out[name] = float(max(agg.windows) + 1) if name.endswith("_days_since_last") else (0 if kind == "count" else 0.0)
+    return out
+
+
+def load_custom(spec: UseCaseSpec) -> Callable[[FeatureContext], DataFrame] | None:
+    """The spec's custom feature function, imported by `module:function`."""
+    if not spec.features.custom:
+        return None
+    module_name, _, func_name = spec.features.custom.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, func_name)
+    except (ImportError, AttributeError) as exc:
+        where = f"{spec.path}: features.custom" if spec.path else "features.custom"
+        raise SpecError(f"{where}: cannot import {spec.features.custom!r} ({exc})") from None
+
+
+def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> DataFrame:
+    """The feature table of `spec` as of `as_of` (lazy DataFrame): one row per entity in the population."""
+    from pyspark.sql import functions as F
+
+    for key, value in RUNTIME_CONFS.items():
+        spark.conf.set(key, value)
+    key = spec.entity.key
+    ent = spec.entity_source
+    pop = population(spark, spec, raw_root, as_of)
+    end = as_of_timestamp(as_of)
+    base = [F.col(key), F.lit(as_of).cast("date").alias(AS_OF_COLUMN)]
+    base += [F.col(c) for c in spec.features.static]
+    if spec.features.tenure:
+        tenure = (F.lit(end).cast("double") - F.col(ent.timestamp).cast("double")) / 86400.0
+        base.append(F.floor(tenure).cast("bigint").alias("tenure_days"))
+    table = pop.select(*base)
+
+    fill: dict[str, float | int] = {}
+    for agg in spec.features.aggregates:
+        ts_col = spec.sources[agg.source].timestamp
+        cols = [key, ts_col, *agg.sum, *agg.mean, *agg.max, *agg.distinct, *agg.share]
+        events = read_events(spark, spec, raw_root, agg.source, as_of, max(agg.windows)).select(*dict.fromkeys(cols))
+        table = table.join(_aggregate(events, agg, key, ts_col, as_of), on=key, how="left")
+        fill.update(_defaults_for(_aggregate_names(agg), agg))
+    table = table.fillna(fill)
+
+    custom = load_custom(spec)
+    if custom is not None:
+        extra = custom(FeatureContext(spark, spec, raw_root, as_of, pop))
+        if key not in extra.columns:
+            raise SpecError(f"features.custom {spec.features.custom!r} must return a DataFrame with column {key!r}")
+        table = table.join(extra, on=key, how="left")
+    return table
+
+
+@dataclass
+class FeatureJobResult:
+    staged_file: str
+    rows: int
+    columns: list[str]
+    seconds: float
+
+
+def run_feature_job(
+    spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date, staging_dir: Path
+) -> FeatureJobResult:
+    """Build the feature table as of `as_of` and write it as one Parquet file into `staging_dir` (not published)."""
+    from batchml.storage import single_parquet_file
+
+    started = time.perf_counter()
+    table = build_features(spark, spec, raw_root, as_of)
+    # one file per partition, so that publishing is a single atomic rename; repartition (not coalesce) keeps the
+    # aggregation itself parallel
+    table.repartition(1).sortWithinPartitions(spec.entity.key).write.mode("overwrite").parquet(str(staging_dir))
+    staged = single_parquet_file(staging_dir)
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(staged)
+    result = FeatureJobResult(str(staged), meta.num_rows, meta.schema.to_arrow_schema().names, 0.0)
+    result.seconds = time.perf_counter() - started
+    log.info("Feature job %s as of %s: %d rows x %d columns in %.1f s -> %s", spec.name, as_of, result.rows,
+             len(result.columns), result.seconds, staged)
+    return result

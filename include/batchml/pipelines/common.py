@@ -1,0 +1,89 @@
+"""What every generated DAG shares: default arguments, docs, the as-of date of a run, error handling."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from batchml.errors import BatchMLError
+from batchml.settings import Settings, get_settings
+from batchml.specs import UseCaseSpec, discover_specs
+
+log = logging.getLogger(__name__)
+
+AS_OF_PARAM_DOC = "Date the run is for (YYYY-MM-DD). Empty: the run's logical date."
+
+
+def default_args(spec: UseCaseSpec) -> dict[str, Any]:
+    return {
+        "owner": spec.owner,
+        # transient failures (network, a lost executor) are retried; bad data is not (see fail_fast)
+        "retries": 2,
+        "retry_delay": dt.timedelta(minutes=2),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=20),
+    }
+
+
+def start_datetime(spec: UseCaseSpec) -> dt.datetime:
+    d = spec.start_date
+    return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
+
+
+def tags(spec: UseCaseSpec, kind: str) -> list[str]:
+    return list(dict.fromkeys(["batchml", spec.name, kind, *spec.tags]))
+
+
+def doc_md(spec: UseCaseSpec, kind: str, body: str) -> str:
+    path = spec.path.name if spec.path else f"{spec.name}.yaml"
+    return (
+        f"### `{spec.dag_id(kind)}`\n\n{spec.description.strip()}\n\n{body.strip()}\n\n"
+        f"*Generated from `specs/{path}` (owner: {spec.owner}). Edit the spec, not this DAG.*"
+    )
+
+
+def resolve_as_of(context) -> dt.date:
+    """The date a run is for: the `as_of` param if given, else the logical date, else when it was triggered."""
+    raw = (context.get("params") or {}).get("as_of")
+    if raw:
+        try:
+            return dt.date.fromisoformat(str(raw))
+        except ValueError:
+            raise BatchMLError(f"param as_of={raw!r}: expected a date as YYYY-MM-DD") from None
+    logical = context.get("logical_date")
+    if logical is None:
+        logical = context["dag_run"].run_after
+    return logical.date()
+
+
+def run_label(context) -> str:
+    """A file-name-safe label of the run, used for Data Docs and staging folders."""
+    run_id = str(context.get("run_id") or "manual")
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+
+
+def fail_fast(func: Callable) -> Callable:
+    """Turn batchml's own errors (bad data, bad spec, missing input) into failures that are not retried.
+
+    Retrying cannot fix a bad landed file; the message already says what to do next.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except BatchMLError as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+def load_all() -> tuple[Settings, list[UseCaseSpec]]:
+    """Settings and every spec, read at DAG-parse time (cheap: YAML and pydantic only)."""
+    settings = get_settings()
+    return settings, discover_specs(settings.specs_dir)

@@ -1,0 +1,153 @@
+"""Environment variables -> typed, validated settings (the one configuration surface besides Airflow connections).
+
+Every variable is documented in `.env.example`. Defaults keep all local state under `<repo>/.local/`, so the
+demo runs with no server. Relative paths are resolved against the repository root, not the working directory,
+so the scheduler, the workers and the CLI agree on where things are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from batchml.errors import SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_ENV_PREFIX = "BATCHML_"
+
+
+def _resolve(path: str | Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (REPO_ROOT / p).resolve()
+
+
+class Settings(BaseSettings):
+    """Runtime settings. Field names map to `BATCHML_<NAME>` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix=_ENV_PREFIX, extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".local"), description="Root of all embedded local state.")
+    data_root: Path | None = Field(
+        default=None, description="Data lake: feature partitions, staging, GX Data Docs, reports. Default <home>/data."
+    )
+    landing_url: str | None = Field(
+        default=None,
+        description="Where raw files land: a local directory or s3://bucket/prefix. Default <data_root>/landing.",
+    )
+    specs_dir: Path = Field(default=Path("specs"), description="Folder of use-case specs (*.yaml).")
+    warehouse_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the score warehouse. Default sqlite:///<home>/warehouse.db."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI. Default sqlite:///<home>/mlflow.db."
+    )
+    mlflow_artifact_root: str | None = Field(
+        default=None, description="Artifact location for new MLflow experiments. Default <home>/mlartifacts."
+    )
+    spark_conn_id: str = Field(
+        default="batchml_spark",
+        description="Airflow connection whose host is the Spark master and whose extras are Spark confs.",
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+    )
+
+    @field_validator("home", "specs_dir", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return _resolve(v)
+
+    @field_validator("data_root", mode="after")
+    @classmethod
+    def _absolute_optional(cls, v: Path | None) -> Path | None:
+        return None if v is None else _resolve(v)
+
+    @field_validator("landing_url", mode="after")
+    @classmethod
+    def _landing(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        parsed = urlparse(v)
+        if parsed.scheme == "s3":
+            if not parsed.netloc:
+                raise ValueError("an s3:// URL needs a bucket, e.g. s3://my-bucket/landing")
+            return v.rstrip("/")
+        if parsed.scheme in ("", "file"):
+            return str(_resolve(parsed.path if parsed.scheme == "file" else v))
+        raise ValueError(f"scheme {parsed.scheme!r} is not supported; use a local path or s3://bucket/prefix")
+
+    @field_validator("warehouse_url", mode="after")
+    @classmethod
+    def _warehouse(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        scheme = v.split("://", 1)[0] if "://" in v else ""
+        if not scheme or scheme.startswith(("http", "file", "s3")):
+            raise ValueError(
+                "expected a SQLAlchemy URL such as sqlite:////abs/path.db or postgresql+psycopg://user@host:5432/db"
+            )
+        return v
+
+    @field_validator("mlflow_tracking_uri", mode="after")
+    @classmethod
+    def _tracking(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if "://" not in v and v != "databricks":
+            raise ValueError("expected sqlite:////abs/mlflow.db, postgresql://..., or http(s)://tracking-server:5000")
+        return v
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        # frozen model: defaults that depend on other fields are filled through object.__setattr__
+        home = self.home
+        if self.data_root is None:
+            object.__setattr__(self, "data_root", home / "data")
+        if self.landing_url is None:
+            object.__setattr__(self, "landing_url", str(self.data_root / "landing"))
+        if self.warehouse_url is None:
+            object.__setattr__(self, "warehouse_url", f"sqlite:///{home / 'warehouse.db'}")
+        if self.mlflow_tracking_uri is None:
+            object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{home / 'mlflow.db'}")
+        if self.mlflow_artifact_root is None:
+            object.__setattr__(self, "mlflow_artifact_root", str(home / "mlartifacts"))
+        return self
+
+    # Derived locations inside the data lake ------------------------------------------------------------------
+    @property
+    def landing_is_s3(self) -> bool:
+        return str(self.landing_url).startswith("s3://")
+
+    @property
+    def features_root(self) -> Path:
+        return self.data_root / "features"
+
+    @property
+    def staging_root(self) -> Path:
+        return self.data_root / "_staging"
+
+    @property
+    def gx_root(self) -> Path:
+        return self.data_root / "gx"
+
+    @property
+    def reports_root(self) -> Path:
+        return self.data_root / "reports"
+
+
+def get_settings() -> Settings:
+    """Read and validate settings from the environment; raise SettingsError naming the variable at fault."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = f"{_ENV_PREFIX}{field.upper()}" if err["loc"] else "BATCHML_* settings"
+            value = err.get("input")
+            shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+            lines.append(f"{var}{shown}: {err['msg']}")
+        raise SettingsError(
+            "Invalid environment settings:\n  " + "\n  ".join(lines) + "\nFix the variable (see .env.example) and retry."
+        ) from None

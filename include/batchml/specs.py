@@ -1,0 +1,411 @@
+"""Use-case specs: YAML files validated into typed models, and their discovery.
+
+A spec declares everything about one model: raw sources and their schemas, the entity, timestamps, the label,
+features, expectations and the settings of each pipeline stage. DAGs are generated from every spec found, so
+adding a model means adding a spec. Every model forbids unknown keys: a typo is an error, not a silent default.
+A bad spec raises SpecError naming the file, the dotted field and the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from batchml.errors import SpecError
+
+IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
+"""Names that end up in paths, DAG ids and SQL identifiers: lower-case letters, digits, underscores."""
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+ColumnName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+ColumnType = Literal["string", "int", "double", "timestamp", "date", "bool"]
+NUMERIC_TYPES = ("int", "double")
+ExpectationArg = str | int | float | bool | None | list[str | int | float | bool | None]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ColumnSpec(_Spec):
+    """One column of a raw source, and the checks Great Expectations runs on it."""
+
+    type: ColumnType
+    """Logical type; landed Parquet must carry a matching physical type."""
+    nullable: bool = False
+    """Whether nulls are allowed."""
+    unique: bool = False
+    """Values must be unique within a landed partition."""
+    allowed: list[str] | None = None
+    """The closed set of allowed values (categorical columns)."""
+    min: float | None = None
+    """Smallest allowed value (numeric columns)."""
+    max: float | None = None
+    """Largest allowed value (numeric columns)."""
+    mostly: float = Field(default=1.0, gt=0.0, le=1.0)
+    """Share of rows that must satisfy `allowed`/`min`/`max`; below 1 tolerates, e.g., a new category."""
+    description: str = ""
+
+
+class SourceSpec(_Spec):
+    """A raw source landed as daily Parquet partitions: `<landing>/<source>/dt=YYYY-MM-DD/*.parquet`."""
+
+    kind: Literal["entity", "events"]
+    """`entity`: rows are entities (e.g. customers) landed when they appear; `events`: timestamped facts."""
+    timestamp: ColumnName
+    """Event time (events) or the time the entity starts to exist (entity)."""
+    columns: dict[ColumnName, ColumnSpec] = Field(min_length=1)
+    """Declared schema; landed files must have exactly these columns."""
+    require_rows: bool = False
+    """Freshness: the newest partition a run reads must hold at least one row."""
+    description: str = ""
+
+
+class EntitySpec(_Spec):
+    """Who is scored: rows of an entity source, from their start time until they leave."""
+
+    key: ColumnName
+    """Entity id column, present in the entity source and every events source."""
+    source: Identifier
+    """The entity source."""
+    leaves_on: Identifier | None = None
+    """Events source whose first event for an entity removes it from the population (e.g. churn events)."""
+
+
+class EventLabelSpec(_Spec):
+    """Binary label: does an event of `source` happen within `horizon_days` after the as-of time?"""
+
+    kind: Literal["event_within_horizon"] = "event_within_horizon"
+    name: Identifier
+    source: Identifier
+    horizon_days: int = Field(ge=1, le=3650)
+
+
+class TrendSpec(_Spec):
+    """Ratio of the daily event rate over a short window to that over a long window (1 = steady, <1 = falling)."""
+
+    short: int = Field(ge=1)
+    long: int = Field(ge=2)
+
+
+class AggregateSpec(_Spec):
+    """Windowed aggregates over one events source, per entity, using only events strictly before the as-of time."""
+
+    source: Identifier
+    prefix: Identifier
+    """Prefix of every feature name this block produces, e.g. `txn` -> `txn_count_30d`."""
+    windows: list[int] = Field(min_length=1)
+    """Window lengths in days."""
+    count: bool = True
+    sum: list[ColumnName] = []
+    mean: list[ColumnName] = []
+    max: list[ColumnName] = []
+    distinct: list[ColumnName] = []
+    """Distinct values of these columns in each window."""
+    share: dict[ColumnName, list[str]] = {}
+    """Share of events in each window whose column equals each listed value, e.g. {channel: [app]}."""
+    recency: bool = False
+    """Days since the entity's last event (capped at the longest window + 1 when there is none)."""
+    trend: TrendSpec | None = None
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[int]) -> list[int]:
+        if any(w < 1 or w > 3650 for w in v):
+            raise ValueError("every window must be between 1 and 3650 days")
+        if len(set(v)) != len(v):
+            raise ValueError("windows must not repeat")
+        return sorted(v)
+
+
+class FeaturesSpec(_Spec):
+    """How the feature table is built as of a date."""
+
+    static: list[ColumnName] = []
+    """Columns of the entity source copied as they are (e.g. plan, region)."""
+    tenure: bool = True
+    """Add `tenure_days`: days from the entity's start to the as-of time."""
+    aggregates: list[AggregateSpec] = []
+    custom: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """Optional `module:function` adding columns when declarative features are not enough; see docs."""
+    schedule: str | None = "@daily"
+    """Airflow schedule of the feature DAG (cron or preset); null for manual runs only."""
+
+
+class ExpectationSpec(_Spec):
+    """An extra Great Expectations expectation, by its snake_case name and arguments."""
+
+    expectation: str = Field(pattern=r"^expect_[a-z_]+$")
+    """E.g. `expect_column_values_to_be_between`."""
+    kwargs: dict[str, ExpectationArg] = {}
+
+
+class ExpectationsSpec(_Spec):
+    """Expectations added to those derived from the schema."""
+
+    raw: dict[Identifier, list[ExpectationSpec]] = {}
+    features: list[ExpectationSpec] = []
+
+
+class TrainingSpec(_Spec):
+    """Training settings (filled by the training DAG)."""
+
+    schedule: str | None = "@weekly"
+
+
+class ScoringSpec(_Spec):
+    """Batch scoring settings (filled by the scoring DAG)."""
+
+    schedule: str | None = "@daily"
+    table: Identifier | None = None
+    """Warehouse table of scores; default `<use case>_scores`."""
+
+
+class MonitoringSpec(_Spec):
+    """Drift and performance monitoring settings (filled by the monitoring DAG)."""
+
+    schedule: str | None = None
+
+
+class UseCaseSpec(_Spec):
+    """One use case: one model, its data, its pipelines."""
+
+    name: Identifier
+    """Use-case id: prefixes DAG ids (`<name>__features`), paths and tables. Must equal the file name."""
+    description: str = Field(min_length=1)
+    owner: str = "ml-platform"
+    tags: list[str] = []
+    start_date: dt.date = dt.date(2026, 1, 1)
+    """First logical date the scheduled DAGs cover."""
+    entity: EntitySpec
+    sources: dict[Identifier, SourceSpec] = Field(min_length=1)
+    label: EventLabelSpec
+    features: FeaturesSpec
+    expectations: ExpectationsSpec = ExpectationsSpec()
+    training: TrainingSpec = TrainingSpec()
+    scoring: ScoringSpec = ScoringSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+
+    _path: Path | None = PrivateAttr(default=None)
+    _sha256: str = PrivateAttr(default="")
+
+    @property
+    def path(self) -> Path | None:
+        """File the spec was read from."""
+        return self._path
+
+    @property
+    def sha256(self) -> str:
+        """Content hash of the spec file, recorded as lineage."""
+        return self._sha256
+
+    @property
+    def entity_source(self) -> SourceSpec:
+        return self.sources[self.entity.source]
+
+    @property
+    def score_table(self) -> str:
+        return self.scoring.table or f"{self.name}_scores"
+
+    @property
+    def lookback_days(self) -> int:
+        """Days of events the feature job reads before the as-of date."""
+        return max((w for a in self.features.aggregates for w in a.windows), default=0)
+
+    def dag_id(self, kind: str) -> str:
+        return f"{self.name}__{kind}"
+
+
+# Cross-field checks ----------------------------------------------------------------------------------------------
+
+
+def _reference_errors(spec: UseCaseSpec) -> list[tuple[str, str]]:
+    """Checks pydantic cannot express per field: names that must refer to declared sources and columns."""
+    errors: list[tuple[str, str]] = []
+    sources = spec.sources
+
+    def need_source(path: str, name: str | None, kind: str) -> SourceSpec | None:
+        if name is None:
+            return None
+        src = sources.get(name)
+        if src is None:
+            errors.append((path, f"unknown source {name!r}; declared sources: {', '.join(sorted(sources))}"))
+        elif src.kind != kind:
+            errors.append((path, f"source {name!r} is of kind {src.kind!r}, expected {kind!r}"))
+            return None
+        return src
+
+    def need_column(path: str, src_name: str, src: SourceSpec, column: str, types=None) -> ColumnSpec | None:
+        col = src.columns.get(column)
+        if col is None:
+            errors.append(
+                (path, f"{column!r} is not a column of source {src_name!r}; columns: {', '.join(src.columns)}")
+            )
+        elif types and col.type not in types:
+            errors.append((path, f"column {column!r} of {src_name!r} has type {col.type!r}; expected one of {types}"))
+        return col
+
+    for name, src in sources.items():
+        need_column(f"sources.{name}.timestamp", name, src, src.timestamp, ("timestamp",))
+        for cname, col in src.columns.items():
+            where = f"sources.{name}.columns.{cname}"
+            if (col.min is not None or col.max is not None) and col.type not in NUMERIC_TYPES:
+                errors.append((where, f"min/max need a numeric column, {cname!r} is {col.type!r}"))
+            if col.allowed is not None and col.type != "string":
+                errors.append((where + ".allowed", "allowed values need a string column"))
+            if col.min is not None and col.max is not None and col.min > col.max:
+                errors.append((where, f"min {col.min} is larger than max {col.max}"))
+        if src.kind == "events":
+            need_column(f"sources.{name}.columns", name, src, spec.entity.key)
+
+    ent = need_source("entity.source", spec.entity.source, "entity")
+    if ent is not None:
+        need_column("entity.key", spec.entity.source, ent, spec.entity.key)
+        for i, col in enumerate(spec.features.static):
+            need_column(f"features.static[{i}]", spec.entity.source, ent, col)
+    need_source("entity.leaves_on", spec.entity.leaves_on, "events")
+    need_source("label.source", spec.label.source, "events")
+
+    prefixes: set[str] = set()
+    for i, agg in enumerate(spec.features.aggregates):
+        base = f"features.aggregates[{i}]"
+        if agg.prefix in prefixes:
+            errors.append((f"{base}.prefix", f"prefix {agg.prefix!r} is used by another aggregate block"))
+        prefixes.add(agg.prefix)
+        src = need_source(f"{base}.source", agg.source, "events")
+        if src is None:
+            continue
+        for op in ("sum", "mean", "max"):
+            for j, col in enumerate(getattr(agg, op)):
+                need_column(f"{base}.{op}[{j}]", agg.source, src, col, NUMERIC_TYPES)
+        for j, col in enumerate(agg.distinct):
+            need_column(f"{base}.distinct[{j}]", agg.source, src, col)
+        for col, values in agg.share.items():
+            c = need_column(f"{base}.share.{col}", agg.source, src, col, ("string",))
+            if c is not None and c.allowed is not None:
+                unknown = [v for v in values if v not in c.allowed]
+                if unknown:
+                    errors.append((f"{base}.share.{col}", f"values {unknown} are not in the column's allowed set"))
+        if agg.trend is not None:
+            t = agg.trend
+            if t.short not in agg.windows or t.long not in agg.windows or t.short >= t.long:
+                errors.append(
+                    (f"{base}.trend", f"short ({t.short}) and long ({t.long}) must be windows, short < long")
+                )
+    for src_name in spec.expectations.raw:
+        if src_name not in sources:
+            errors.append((f"expectations.raw.{src_name}", f"unknown source; declared: {', '.join(sorted(sources))}"))
+    return errors
+
+
+# Loading ---------------------------------------------------------------------------------------------------------
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _unwrap(tp: object) -> object:
+    """Strip Optional/Union/Annotated down to the model or container inside."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            tp = models[0] if models else args[0]
+        else:
+            return tp
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The spec model found by following `loc` from the top, to list the valid keys after a typo."""
+    current: object = UseCaseSpec
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _describe(err: dict) -> str:
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        valid = f"; valid keys: {', '.join(parent.model_fields)}" if parent else ""
+        return f"{_dotted(loc)}: unknown key{valid}"
+    if err["type"] == "missing":
+        return f"{_dotted(loc)}: required field is missing"
+    value = err.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
+    return f"{_dotted(loc)}: {err['msg']}{shown}"
+
+
+def load_spec(path: str | Path) -> UseCaseSpec:
+    """Read and validate one spec file. Raises SpecError naming the file, the field and the reason."""
+    path = Path(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(raw_bytes)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping with at least name, description, entity, ...")
+    try:
+        spec = UseCaseSpec.model_validate(data)
+    except ValidationError as exc:
+        details = "\n  ".join(_describe(e) for e in exc.errors())
+        raise SpecError(f"{path}: invalid spec:\n  {details}") from None
+    problems = _reference_errors(spec)
+    if spec.name != path.stem:
+        problems.insert(0, ("name", f"{spec.name!r} must equal the file name {path.stem!r}"))
+    if problems:
+        details = "\n  ".join(f"{where}: {why}" for where, why in problems)
+        raise SpecError(f"{path}: invalid spec:\n  {details}")
+    spec._path = path.resolve()
+    spec._sha256 = hashlib.sha256(raw_bytes).hexdigest()
+    return spec
+
+
+def discover_specs(specs_dir: str | Path) -> list[UseCaseSpec]:
+    """Load every `*.yaml` spec in a folder, sorted by name. Any bad spec raises (it never silently vanishes)."""
+    folder = Path(specs_dir)
+    if not folder.is_dir():
+        raise SpecError(f"{folder}: specs folder not found; set BATCHML_SPECS_DIR to the folder holding *.yaml specs")
+    return [load_spec(p) for p in sorted(folder.glob("*.yaml"))]
+
+
+def get_spec(specs_dir: str | Path, name: str) -> UseCaseSpec:
+    """Load the spec of one use case by name."""
+    if not re.match(IDENTIFIER, name):
+        raise SpecError(f"use case {name!r}: not a valid name (lower-case letters, digits, underscores)")
+    path = Path(specs_dir) / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(p.stem for p in sorted(Path(specs_dir).glob("*.yaml"))) or "none"
+        raise SpecError(f"{path}: no spec for use case {name!r}; known use cases: {known}")
+    return load_spec(path)

@@ -1,0 +1,254 @@
+"""Where data lives: the landing zone (local folder or S3) and the data lake, with atomic publishing.
+
+Layout, for source `s`, use case `u` and day `D` (ISO date):
+  landing:  <landing_url>/<s>/dt=D/*.parquet                 raw files, one partition per day
+  lake:     <data_root>/features/<u>/dt=D/part-0.parquet      the published feature partition (one file)
+            <data_root>/features/<u>/dt=D/_manifest.json      what was published, by which run
+Spark reads local paths only here (no hadoop-aws jars), so an S3 landing zone is mirrored to a local folder
+with boto3 before Spark or Great Expectations read it; a cluster image with hadoop-aws could read s3a:// directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchml.errors import LandingError, PublishError
+
+log = logging.getLogger(__name__)
+
+PARTITION_FORMAT = "dt={day}"
+DATA_FILE = "part-0.parquet"
+MANIFEST_FILE = "_manifest.json"
+
+
+def day_range(first: dt.date, last: dt.date) -> list[dt.date]:
+    """Every day from `first` to `last`, both included."""
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def partition_name(day: dt.date) -> str:
+    return PARTITION_FORMAT.format(day=day.isoformat())
+
+
+def _s3_client():
+    import boto3  # boto3 honours AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_PROFILE, ... from the environment
+
+    return boto3.client("s3")
+
+
+def _split_s3(url: str) -> tuple[str, str]:
+    rest = url[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    return bucket, prefix.strip("/")
+
+
+@dataclass(frozen=True)
+class Landing:
+    """The landing zone of raw files: a local folder or an `s3://bucket/prefix` URL."""
+
+    url: str
+
+    @property
+    def is_s3(self) -> bool:
+        return self.url.startswith("s3://")
+
+    def partition_url(self, source: str, day: dt.date) -> str:
+        return f"{self.url.rstrip('/')}/{source}/{partition_name(day)}"
+
+    # Listing -----------------------------------------------------------------------------------------------------
+    def list_source(self, source: str) -> dict[dt.date, dict[str, str]]:
+        """Every landed partition of a source as {day: {file name: version tag}}, in one listing.
+
+        The version tag is the S3 ETag, or size+mtime locally; it lets the local mirror skip unchanged files.
+        """
+        out: dict[dt.date, dict[str, str]] = {}
+        if self.is_s3:
+            bucket, prefix = _split_s3(f"{self.url}/{source}")
+            paginator = _s3_client().get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix + "/"):
+                for obj in page.get("Contents", []):
+                    part, _, name = obj["Key"][len(prefix) + 1 :].partition("/")
+                    day = _partition_day(part)
+                    if day is not None and name.endswith(".parquet") and "/" not in name:
+                        out.setdefault(day, {})[name] = obj["ETag"].strip('"')
+            return out
+        folder = Path(self.url) / source
+        if folder.is_dir():
+            for part in folder.iterdir():
+                day = _partition_day(part.name)
+                if day is None:
+                    continue
+                files = {
+                    p.name: f"{p.stat().st_size}-{p.stat().st_mtime_ns}"
+                    for p in part.glob("*.parquet")
+                    if not p.name.startswith((".", "_"))
+                }
+                if files:
+                    out[day] = files
+        return out
+
+    def landed_days(self, source: str, before: dt.date | None = None) -> list[dt.date]:
+        """Days with a landed partition of `source` (strictly before `before`, if given)."""
+        return sorted(d for d in self.list_source(source) if before is None or d < before)
+
+    def missing_partitions(self, source: str, days: Iterable[dt.date]) -> list[dt.date]:
+        landed = self.list_source(source)
+        return [d for d in days if d not in landed]
+
+    # Writing (used by the demo generator and ingestion) ----------------------------------------------------------
+    def write_partition_file(self, source: str, day: dt.date, name: str, table) -> str:
+        """Write one Parquet file into a partition; atomic per file (temp + rename locally, one PUT on S3)."""
+        import pyarrow.parquet as pq
+
+        if self.is_s3:
+            import pyarrow as pa
+
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd")
+            bucket, prefix = _split_s3(self.partition_url(source, day))
+            key = f"{prefix}/{name}"
+            _s3_client().put_object(Bucket=bucket, Key=key, Body=sink.getvalue().to_pybytes())
+            return f"s3://{bucket}/{key}"
+        folder = Path(self.partition_url(source, day))
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{name}.{uuid.uuid4().hex}.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, folder / name)
+        return str(folder / name)
+
+    # Reading -----------------------------------------------------------------------------------------------------
+    def local_view(self, sources_days: dict[str, list[dt.date]], mirror_root: Path) -> Path:
+        """A local folder with the same layout holding at least the requested partitions.
+
+        Local landing: the landing folder itself. S3: a mirror under `mirror_root`, synced per partition by
+        ETag (unchanged files are not downloaded again; files deleted upstream are deleted locally).
+        """
+        if not self.is_s3:
+            return Path(self.url)
+        bucket, prefix = _split_s3(self.url)
+        root = mirror_root / bucket / prefix
+        client = _s3_client()
+        downloaded = 0
+        for source, days in sources_days.items():
+            remote_source = self.list_source(source)
+            for day in days:
+                remote = remote_source.get(day)
+                local_dir = root / source / partition_name(day)
+                if remote is None:  # gone upstream: so is the mirror, so readers see it as missing
+                    shutil.rmtree(local_dir, ignore_errors=True)
+                    continue
+                local_dir.mkdir(parents=True, exist_ok=True)
+                for stale in local_dir.glob("*.parquet"):
+                    if stale.name not in remote:
+                        stale.unlink()
+                        (local_dir / f".{stale.name}.etag").unlink(missing_ok=True)
+                for name, etag in remote.items():
+                    tag_file = local_dir / f".{name}.etag"
+                    if (local_dir / name).exists() and tag_file.exists() and tag_file.read_text() == etag:
+                        continue
+                    tmp = local_dir / f".{name}.{uuid.uuid4().hex}.tmp"
+                    key = "/".join(p for p in (prefix, source, partition_name(day), name) if p)
+                    client.download_file(bucket, key, str(tmp))
+                    os.replace(tmp, local_dir / name)
+                    tag_file.write_text(etag)
+                    downloaded += 1
+        log.info("Mirrored %s to %s (%d files downloaded)", self.url, root, downloaded)
+        return root
+
+
+def _partition_day(name: str) -> dt.date | None:
+    if not name.startswith("dt="):
+        return None
+    try:
+        return dt.date.fromisoformat(name[3:])
+    except ValueError:
+        return None
+
+
+def read_partition(root: Path, source: str, day: dt.date, columns: list[str] | None = None):
+    """Read one local landing partition into an Arrow table, with a clear error for missing or corrupt files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / source / partition_name(day)
+    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))) if folder.is_dir() else []
+    if not folder.is_dir():
+        raise LandingError(
+            f"{folder}: partition {source}/{partition_name(day)} has not landed. "
+            "Land it (or re-run the upstream ingestion), then clear this task."
+        )
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(f, columns=columns))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise LandingError(
+                f"{f}: not a readable Parquet file ({exc}). Re-land this file, then clear this task."
+            ) from None
+    if not tables:
+        return None
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowInvalid as exc:
+        raise LandingError(f"{folder}: files of one partition have different schemas ({exc}).") from None
+
+
+# Data lake: atomic publishing ------------------------------------------------------------------------------------
+
+
+def feature_partition_dir(features_root: Path, use_case: str, day: dt.date) -> Path:
+    return features_root / use_case / partition_name(day)
+
+
+def feature_partition_file(features_root: Path, use_case: str, day: dt.date) -> Path:
+    return feature_partition_dir(features_root, use_case, day) / DATA_FILE
+
+
+def new_staging_dir(staging_root: Path, *parts: str) -> Path:
+    """A fresh, unique folder to write into before publishing (never read by consumers)."""
+    path = staging_root.joinpath(*parts, uuid.uuid4().hex)
+    path.mkdir(parents=True, exist_ok=False)
+    return path
+
+
+def single_parquet_file(folder: Path) -> Path:
+    """The one data file Spark wrote into `folder` (the job writes a single partition)."""
+    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
+    if len(files) != 1:
+        raise PublishError(f"{folder}: expected exactly one staged Parquet file, found {len(files)}")
+    return files[0]
+
+
+def publish_file(staged_file: Path, target_dir: Path, manifest: dict) -> Path:
+    """Move a staged file into place atomically (rename on one filesystem) and write its manifest.
+
+    Readers see either the previous file or the new one, never a half-written file; if anything fails before the
+    rename, the previous file is untouched. Re-publishing the same day replaces it (idempotent).
+    """
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / DATA_FILE
+    try:
+        os.replace(staged_file, target)
+    except OSError as exc:
+        raise PublishError(f"could not move {staged_file} to {target}: {exc}; the previous partition is intact") from exc
+    tmp = target_dir / f".{MANIFEST_FILE}.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    os.replace(tmp, target_dir / MANIFEST_FILE)
+    return target
+
+
+def read_manifest(partition_dir: Path) -> dict | None:
+    path = partition_dir / MANIFEST_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
