@@ -154,13 +154,15 @@ def population(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt
 
 
 def feature_columns(spec: UseCaseSpec) -> dict[str, str]:
-    """Declarative feature names -> kind (`categorical`, `count`, `amount`, `share`, `days`, `ratio`)."""
+    """Feature names -> kind (`categorical`, `count`, `amount`, `share`, `days`, `ratio`), in table order."""
     cols: dict[str, str] = {c: "categorical" for c in spec.features.static}
     if spec.features.tenure:
         cols["tenure_days"] = "days"
     for agg in spec.features.aggregates:
         for name, kind in _aggregate_names(agg):
             cols[name] = kind
+    if spec.features.custom:
+        cols.update(spec.features.custom.columns)
     return cols
 
 
@@ -265,13 +267,14 @@ def load_custom(spec: UseCaseSpec) -> Callable[[FeatureContext], DataFrame] | No
     """The spec's custom feature function, imported by `module:function`."""
     if not spec.features.custom:
         return None
-    module_name, _, func_name = spec.features.custom.partition(":")
+    target = spec.features.custom.function
+    module_name, _, func_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
         return getattr(module, func_name)
     except (ImportError, AttributeError) as exc:
-        where = f"{spec.path}: features.custom" if spec.path else "features.custom"
-        raise SpecError(f"{where}: cannot import {spec.features.custom!r} ({exc})") from None
+        where = f"{spec.path}: features.custom.function" if spec.path else "features.custom.function"
+        raise SpecError(f"{where}: cannot import {target!r} ({exc})") from None
 
 
 def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> DataFrame:
@@ -303,9 +306,13 @@ def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of
     custom = load_custom(spec)
     if custom is not None:
         extra = custom(FeatureContext(spark, spec, raw_root, as_of, pop))
-        if key not in extra.columns:
-            raise SpecError(f"features.custom {spec.features.custom!r} must return a DataFrame with column {key!r}")
-        table = table.join(extra, on=key, how="left")
+        declared = [key, *spec.features.custom.columns]
+        if sorted(extra.columns) != sorted(declared):
+            raise SpecError(
+                f"features.custom.function {spec.features.custom.function!r} returned columns {extra.columns}; "
+                f"the spec declares {declared} (entity key plus features.custom.columns)"
+            )
+        table = table.join(extra.select(*declared), on=key, how="left")
     return table
 
 

@@ -300,6 +300,7 @@ def generate(
                     f"block {b + 1}/{n_blocks}: day {d + 1}/{cfg.days} ({day}), "
                     f"{rows['transactions']:,} transactions so far"
                 )
+        del blk, rng, ids, tables  # free this block before the next one is drawn: peak memory = one block
     summary.rows = rows
     summary.seconds = time.perf_counter() - started
     _write_marker(landing, cfg, rows)

@@ -129,7 +129,12 @@ class Settings(BaseSettings):
 
     @property
     def gx_root(self) -> Path:
+        """The Great Expectations project folder (suites, results, Data Docs)."""
         return self.data_root / "gx"
+
+    @property
+    def data_docs_index(self) -> Path:
+        return self.gx_root / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
     @property
     def reports_root(self) -> Path:
@@ -147,7 +152,8 @@ def get_settings() -> Settings:
             var = f"{_ENV_PREFIX}{field.upper()}" if err["loc"] else "BATCHML_* settings"
             value = err.get("input")
             shown = f"={value!r}" if isinstance(value, str | int | float) else ""
-            lines.append(f"{var}{shown}: {err['msg']}")
+            reason = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{var}{shown}: {reason}")
         raise SettingsError(
             "Invalid environment settings:\n  " + "\n  ".join(lines) + "\nFix the variable (see .env.example) and retry."
         ) from None

@@ -126,6 +126,18 @@ class AggregateSpec(_Spec):
         return sorted(v)
 
 
+FeatureKind = Literal["categorical", "count", "amount", "share", "days", "ratio"]
+
+
+class CustomFeaturesSpec(_Spec):
+    """A Python function adding features that declarative aggregates cannot express."""
+
+    function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """`module:function`, importable where the tasks run; receives a FeatureContext, returns a Spark DataFrame."""
+    columns: dict[ColumnName, FeatureKind] = Field(min_length=1)
+    """The columns it returns besides the entity key, with their kind (sets the checks run on them)."""
+
+
 class FeaturesSpec(_Spec):
     """How the feature table is built as of a date."""
 
@@ -134,8 +146,8 @@ class FeaturesSpec(_Spec):
     tenure: bool = True
     """Add `tenure_days`: days from the entity's start to the as-of time."""
     aggregates: list[AggregateSpec] = []
-    custom: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-    """Optional `module:function` adding columns when declarative features are not enough; see docs."""
+    custom: CustomFeaturesSpec | None = None
+    """Optional function adding columns when declarative features are not enough."""
     schedule: str | None = "@daily"
     """Airflow schedule of the feature DAG (cron or preset); null for manual runs only."""
 

@@ -212,13 +212,6 @@ def feature_partition_file(features_root: Path, use_case: str, day: dt.date) -> 
     return feature_partition_dir(features_root, use_case, day) / DATA_FILE
 
 
-def new_staging_dir(staging_root: Path, *parts: str) -> Path:
-    """A fresh, unique folder to write into before publishing (never read by consumers)."""
-    path = staging_root.joinpath(*parts, uuid.uuid4().hex)
-    path.mkdir(parents=True, exist_ok=False)
-    return path
-
-
 def single_parquet_file(folder: Path) -> Path:
     """The one data file Spark wrote into `folder` (the job writes a single partition)."""
     files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))

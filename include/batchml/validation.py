@@ -99,7 +99,7 @@ def feature_suite(spec: UseCaseSpec, as_of: dt.date, expected_rows: int) -> list
     features = feature_columns(spec)
     columns = [key, AS_OF_COLUMN, *features]
     out: list[Expectation] = [
-        ("expect_table_columns_to_match_set", {"column_set": columns, "exact_match": spec.features.custom is None}),
+        ("expect_table_columns_to_match_set", {"column_set": columns, "exact_match": True}),
         ("expect_table_row_count_to_equal", {"value": expected_rows}),
         ("expect_column_values_to_not_be_null", {"column": key}),
         ("expect_column_values_to_be_unique", {"column": key}),
@@ -193,7 +193,7 @@ def run_suite(df, suite_name: str, expectations: list[Expectation], gx_root: Pat
             raise SpecError(f"suite {suite_name}: expectation {name} with {kwargs}: invalid arguments ({exc})") from None
 
     with _locked(gx_root):
-        context = gx.get_context(mode="file", project_root_dir=str(gx_root))
+        context = gx.get_context(mode="file", project_root_dir=str(gx_root.parent))  # GX adds the gx/ folder
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         datasource = context.data_sources.add_or_update_pandas("batchml")
         try:
@@ -244,7 +244,8 @@ def raise_for_failures(report: ValidationReport, what_next: str) -> None:
             seen.append(f"observed: {str(f['observed_value'])[:200]}")
         if "error" in f:
             seen.append(f"error: {f['error']}")
-        lines.append(f"  - {f['expectation']}{column} ({args}): {'; '.join(seen) or 'failed'}")
+        args = f" ({args})" if args else ""
+        lines.append(f"  - {f['expectation']}{column}{args}: {'; '.join(seen) or 'failed'}")
     if report.data_docs:
         lines.append(f"Data Docs: {report.data_docs}")
     lines.append(what_next)

@@ -17,8 +17,22 @@ from batchml.storage import Landing, feature_partition_dir
 log = logging.getLogger(__name__)
 
 
-def features_asset_uri(spec: UseCaseSpec, settings: Settings) -> str:
-    return (settings.features_root / spec.name).as_uri()
+def features_asset(spec: UseCaseSpec):
+    """The Airflow asset a published feature partition updates; each event's extra carries the date and path.
+
+    Identified by name alone: the same asset whatever the data root of an environment (a path URI would differ
+    between environments), and no URI scheme that makes Airflow load every provider while parsing.
+    """
+    from airflow.sdk import Asset
+
+    return Asset(name=f"{spec.name}.features")
+
+
+def _staging_dir(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> Path:
+    """Where runs for `as_of` write before publishing (one subfolder per run)."""
+    from batchml.storage import partition_name
+
+    return settings.staging_root / "features" / spec.name / partition_name(as_of)
 
 
 # Steps -----------------------------------------------------------------------------------------------------------
@@ -51,12 +65,10 @@ def validate_raw(spec: UseCaseSpec, settings: Settings, ref: dict, label: str) -
 def build(spark, spec: UseCaseSpec, settings: Settings, ref: dict, label: str) -> dict:
     """Run the Spark feature job into a staging folder (nothing is published here)."""
     from batchml.features import run_feature_job
-    from batchml.storage import new_staging_dir, partition_name
 
     as_of = dt.date.fromisoformat(ref["as_of"])
     spark.sparkContext.setLogLevel("WARN")
-    staging = new_staging_dir(settings.staging_root, "features", spec.name, partition_name(as_of))
-    result = run_feature_job(spark, spec, Path(ref["raw_root"]), as_of, staging / label)
+    result = run_feature_job(spark, spec, Path(ref["raw_root"]), as_of, _staging_dir(spec, settings, as_of) / label)
     return {**ref, "staged_file": result.staged_file, "rows": result.rows, "job_seconds": round(result.seconds, 1)}
 
 
@@ -89,10 +101,11 @@ def publish(spec: UseCaseSpec, settings: Settings, ref: dict, run_id: str) -> di
         "rows": ref["rows"],
         "run_id": run_id,
         "spec_sha256": spec.sha256,
+        "data_docs": ref.get("data_docs"),
         "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     path = publish_file(staged, target_dir, manifest)
-    remove_tree(staged.parents[1])  # this date's staging folders, including those of earlier failed runs
+    remove_tree(_staging_dir(spec, settings, as_of))  # this run's and earlier failed runs' staging folders
     log.info("Published %s (%d rows)", path, ref["rows"])
     return {"path": str(path), "rows": ref["rows"], "as_of": ref["as_of"], "data_docs": ref.get("data_docs")}
 
@@ -114,7 +127,7 @@ Run one date locally: `airflow dags test {dag_id} 2026-06-01`.
 
 
 def build_dag(spec: UseCaseSpec, settings: Settings):
-    from airflow.sdk import Asset, Param, dag, get_current_context, task
+    from airflow.sdk import Param, dag, get_current_context, task
 
     from batchml.pipelines.common import (
         AS_OF_PARAM_DOC,
@@ -127,7 +140,7 @@ def build_dag(spec: UseCaseSpec, settings: Settings):
         tags,
     )
 
-    asset = Asset(name=f"{spec.name}.features", uri=features_asset_uri(spec, settings))
+    asset = features_asset(spec)
     dag_id = spec.dag_id("features")
 
     @dag(

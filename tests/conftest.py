@@ -1,0 +1,181 @@
+"""Shared fixtures: an isolated environment, a migrated Airflow metadata DB, a Spark session, a moto S3 server,
+and small generated data sets. Everything is created once per session and lives under one temp folder.
+
+The environment is set at import time, before anything imports Airflow: Airflow reads its configuration then.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_TMP = Path(tempfile.mkdtemp(prefix="batchml-tests-"))
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_TMP / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW_CONN_BATCHML_SPARK": '{"conn_type": "spark", "host": "local[2]", "extra": '
+        '{"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}}',
+        "GX_ANALYTICS_ENABLED": "false",
+        "BATCHML_HOME": str(_TMP / "home"),
+        "BATCHML_SPECS_DIR": str(REPO / "specs"),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+)
+for _var in ("BATCHML_DATA_ROOT", "BATCHML_LANDING_URL", "BATCHML_WAREHOUSE_URL", "BATCHML_MLFLOW_TRACKING_URI",
+             "BATCHML_MLFLOW_ARTIFACT_ROOT", "BATCHML_SPARK_CONN_ID", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(_var, None)
+
+# The small data set most tests share: 600 customers over 100 days, so that a 90-day window fits.
+SMALL_START = dt.date(2026, 1, 1)
+SMALL_DAYS = 100
+SMALL_AS_OF = dt.date(2026, 4, 8)  # 97 days after the start: every partition of the 90-day window has landed
+
+
+# py4j logs from __del__ at interpreter exit, after pytest has closed the captured streams
+logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Path:
+    return _TMP
+
+
+@pytest.fixture(scope="session")
+def churn_spec():
+    from batchml.specs import load_spec
+
+    return load_spec(REPO / "specs" / "churn.yaml")
+
+
+@pytest.fixture(scope="session")
+def small_as_of() -> dt.date:
+    return SMALL_AS_OF
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    from batchml.generate import GeneratorConfig
+
+    return GeneratorConfig(customers=600, start=SMALL_START, days=SMALL_DAYS, seed=11)
+
+
+@pytest.fixture(scope="session")
+def small_landing(small_config, tmp_root):
+    """A local landing zone with the small generated data set (read-only for tests: copy before changing it)."""
+    from batchml.generate import generate
+    from batchml.storage import Landing
+
+    landing = Landing(str(tmp_root / "small_landing"))
+    generate(small_config, landing)
+    return landing
+
+
+@pytest.fixture
+def landing_copy(small_landing, tmp_path):
+    """A private, writable copy of the small landing zone, for tests that damage it."""
+    from batchml.storage import Landing
+
+    target = tmp_path / "landing"
+    shutil.copytree(small_landing.url, target)
+    return Landing(str(target))
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from batchml.features import local_spark_session
+
+    session = local_spark_session("local[2]", app_name="batchml-tests")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+
+
+@pytest.fixture(scope="session")
+def airflow_db(tmp_root):
+    """A migrated Airflow metadata DB (SQLite) for dag.test()."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, f"airflow db migrate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return tmp_root / "airflow"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real HTTP S3 endpoint: moto in server mode, in its own process. Yields its endpoint URL."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("moto_server did not start within 30 s")
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    """Point boto3 at the moto server and create a fresh bucket; yields the bucket name."""
+    import uuid
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bucket = f"landing-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture
+def isolated_home(tmp_path, monkeypatch):
+    """Fresh batchml local state (data lake, GX project) for one test; returns its settings factory."""
+    monkeypatch.setenv("BATCHML_HOME", str(tmp_path / "home"))
+
+    def settings(**env):
+        for key, value in env.items():
+            monkeypatch.setenv(f"BATCHML_{key.upper()}", str(value))
+        from batchml.settings import get_settings
+
+        return get_settings()
+
+    return settings

@@ -1,0 +1,149 @@
+"""Great Expectations on raw partitions and feature tables: bad input fails loudly, naming what is wrong."""
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from batchml.errors import DataValidationError, LandingError
+from batchml.validation import (
+    active_population_size,
+    check_partitions_landed,
+    feature_suite,
+    raise_for_failures,
+    raw_suite,
+    run_suite,
+    validate_raw,
+)
+
+pytestmark = pytest.mark.gx
+
+
+def _partition_file(landing, source, day) -> Path:
+    return next((Path(landing.url) / source / f"dt={day.isoformat()}").glob("*.parquet"))
+
+
+def _rewrite(landing, source, day, change):
+    path = _partition_file(landing, source, day)
+    table = change(pq.read_table(path))
+    pq.write_table(table, path)
+
+
+def _set(table: pa.Table, column: str, values) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(column), column, values)
+
+
+def _first_rows(table, column, value, n=3):
+    """`column` with its first n values replaced by `value`."""
+    arr = table.column(column).to_pylist()
+    arr[:n] = [value] * n
+    return pa.array(arr, table.schema.field(column).type)
+
+
+BAD_INPUT = {
+    "null_key": ("transactions", lambda t: _set(t, "customer_id", _first_rows(t, "customer_id", None)),
+                 ["expect_column_values_to_not_be_null on customer_id", "3 unexpected"]),
+    "negative_amount": ("transactions", lambda t: _set(t, "amount", _first_rows(t, "amount", -12.5)),
+                        ["expect_column_values_to_be_between on amount", "sample: [-12.5, -12.5, -12.5]"]),
+    "absurd_amount": ("transactions", lambda t: _set(t, "amount", _first_rows(t, "amount", 9.9e9, n=1)),
+                      ["expect_column_values_to_be_between on amount", "9900000000.0"]),
+    "unknown_channel": ("transactions", lambda t: _set(t, "channel", _first_rows(t, "channel", "fax")),
+                        ["expect_column_values_to_be_in_set on channel", "sample: ['fax', 'fax', 'fax']"]),
+    "wrong_type": ("transactions", lambda t: _set(t, "amount", pc.cast(t.column("amount"), pa.string())),
+                   ["column_type_matches_spec on amount", "observed: string"]),
+    "duplicate_key": ("transactions", lambda t: pa.concat_tables([t, t.slice(0, 2)]),
+                      ["expect_column_values_to_be_unique on transaction_id", "4 unexpected"]),
+    "missing_column": ("support_tickets", lambda t: t.drop(["reason"]),
+                       ["expect_table_columns_to_match_set", "reason"]),
+    "empty_required_source": ("transactions", lambda t: t.slice(0, 0),
+                              ["expect_table_row_count_to_be_between", "observed: 0"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_raw_partition_fails_listing_the_expectation_and_sample(case, churn_spec, landing_copy, small_as_of, tmp_path):
+    source, change, fragments = BAD_INPUT[case]
+    newest = small_as_of - dt.timedelta(days=1)
+    _rewrite(landing_copy, source, newest, change)
+    with pytest.raises(DataValidationError) as err:
+        validate_raw(churn_spec, Path(landing_copy.url), small_as_of, tmp_path / "gx", "test")
+    message = str(err.value)
+    assert f"churn.raw.{source}: FAILED" in message
+    assert "Nothing was published" in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    page = err.value.data_docs
+    assert page and Path(page.removeprefix("file://")).exists(), "a Data Docs page must be left to look at"
+
+
+def test_clean_partitions_pass(churn_spec, small_landing, small_as_of, tmp_path):
+    reports = validate_raw(churn_spec, Path(small_landing.url), small_as_of, tmp_path / "gx", "ok")
+    assert [r.suite for r in reports] == [f"churn.raw.{s}" for s in ("customers", "churn_events", "transactions", "support_tickets")]
+    assert all(r.success for r in reports)
+
+
+def test_a_tolerated_share_of_new_categories_passes(churn_spec, landing_copy, small_as_of, tmp_path):
+    """category allows 10% unknown values (mostly: 0.9): drift for monitoring, not a stop."""
+    newest = small_as_of - dt.timedelta(days=1)
+    _rewrite(landing_copy, "transactions", newest, lambda t: _set(t, "category", _first_rows(t, "category", "crypto", n=5)))
+    reports = validate_raw(churn_spec, Path(landing_copy.url), small_as_of, tmp_path / "gx", "drift")
+    assert all(r.success for r in reports)
+
+
+def test_corrupt_parquet_file_names_the_file(churn_spec, landing_copy, small_as_of, tmp_path):
+    path = _partition_file(landing_copy, "transactions", small_as_of - dt.timedelta(days=1))
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 3])
+    with pytest.raises(LandingError, match=rf"{path.name}: not a readable Parquet file.*Re-land this file"):
+        validate_raw(churn_spec, Path(landing_copy.url), small_as_of, tmp_path / "gx", "corrupt")
+
+
+def test_missing_partitions_are_listed(churn_spec, landing_copy, small_as_of):
+    import shutil
+
+    for day in ("2026-02-01", "2026-02-02"):
+        shutil.rmtree(Path(landing_copy.url) / "transactions" / f"dt={day}")
+    shutil.rmtree(Path(landing_copy.url) / "customers" / f"dt={small_as_of - dt.timedelta(days=1)}")
+    with pytest.raises(LandingError) as err:
+        check_partitions_landed(churn_spec, landing_copy, small_as_of)
+    message = str(err.value)
+    assert "customers: 1 missing (2026-04-07)" in message
+    assert "transactions: 2 missing (2026-02-01, 2026-02-02)" in message
+
+
+def test_raw_suite_is_derived_from_the_declared_columns(churn_spec):
+    names = [(name, kw.get("column")) for name, kw in raw_suite(churn_spec, "transactions")]
+    assert ("expect_table_row_count_to_be_between", None) in names  # require_rows
+    assert ("expect_column_values_to_be_unique", "transaction_id") in names
+    assert ("expect_column_values_to_be_in_set", "category") in names
+    assert ("expect_column_values_to_be_between", "amount") in names
+    mostly = {kw["column"]: kw.get("mostly") for name, kw in raw_suite(churn_spec, "transactions") if name.endswith("in_set")}
+    assert mostly == {"channel": 1.0, "category": 0.9}
+
+
+def test_feature_suite_catches_duplicates_nulls_and_wrong_counts(spark, churn_spec, small_landing, small_as_of, tmp_path):
+    from batchml.features import build_features
+
+    df = build_features(spark, churn_spec, Path(small_landing.url), small_as_of).toPandas()
+    expected = active_population_size(churn_spec, Path(small_landing.url), small_as_of)
+    assert expected == len(df)  # the independent pyarrow count agrees with Spark's population
+    df["as_of_date"] = df["as_of_date"].astype(str)
+    ok = run_suite(df, "churn.features", feature_suite(churn_spec, small_as_of, expected), tmp_path / "gx", "ok")
+    assert ok.success, ok.failures
+
+    bad = pd.concat([df, df.head(2)], ignore_index=True)
+    bad.loc[0, "txn_share_channel_app_30d"] = 1.5
+    bad.loc[1, "tenure_days"] = None
+    report = run_suite(bad, "churn.features", feature_suite(churn_spec, small_as_of, expected), tmp_path / "gx", "bad")
+    failed = {(f["expectation"], f["column"]) for f in report.failures}
+    assert failed == {
+        ("expect_table_row_count_to_equal", None),
+        ("expect_column_values_to_be_unique", "customer_id"),
+        ("expect_column_values_to_be_between", "txn_share_channel_app_30d"),
+        ("expect_column_values_to_not_be_null", "tenure_days"),
+    }
+    with pytest.raises(DataValidationError, match="expect_table_row_count_to_equal"):
+        raise_for_failures(report, "fix it")

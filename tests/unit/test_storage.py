@@ -1,0 +1,93 @@
+"""Landing zone listing and reading, and the atomic publish of lake partitions."""
+
+import datetime as dt
+import json
+import os
+
+import pyarrow as pa
+import pytest
+
+from batchml.errors import LandingError, PublishError
+from batchml.storage import (
+    Landing,
+    day_range,
+    feature_partition_dir,
+    publish_file,
+    read_manifest,
+    read_partition,
+    single_parquet_file,
+)
+
+D = dt.date(2026, 3, 1)
+
+
+def _table(n: int) -> pa.Table:
+    return pa.table({"id": [f"x{i}" for i in range(n)], "v": list(range(n))})
+
+
+def test_day_range_includes_both_ends():
+    assert day_range(D, D + dt.timedelta(days=2)) == [D, D + dt.timedelta(days=1), D + dt.timedelta(days=2)]
+
+
+def test_local_landing_lists_partitions_and_missing_days(tmp_path):
+    landing = Landing(str(tmp_path))
+    landing.write_partition_file("src", D, "part-0.parquet", _table(3))
+    landing.write_partition_file("src", D + dt.timedelta(days=2), "part-0.parquet", _table(0))
+    assert landing.landed_days("src") == [D, D + dt.timedelta(days=2)]
+    assert landing.landed_days("src", before=D + dt.timedelta(days=1)) == [D]
+    assert landing.missing_partitions("src", day_range(D, D + dt.timedelta(days=2))) == [D + dt.timedelta(days=1)]
+    assert landing.local_view({"src": [D]}, tmp_path / "mirror") == tmp_path  # local: no copy
+    assert not list((tmp_path / "src" / "dt=2026-03-01").glob(".*tmp")), "temp files must not remain"
+
+
+def test_read_partition_reports_missing_and_corrupt_files(tmp_path):
+    landing = Landing(str(tmp_path))
+    with pytest.raises(LandingError, match="has not landed"):
+        read_partition(tmp_path, "src", D)
+    landing.write_partition_file("src", D, "part-0.parquet", _table(2))
+    assert read_partition(tmp_path, "src", D).num_rows == 2
+    (tmp_path / "src" / "dt=2026-03-01" / "part-1.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(LandingError, match=r"part-1.parquet: not a readable Parquet file.*Re-land"):
+        read_partition(tmp_path, "src", D)
+
+
+def test_publish_replaces_atomically_and_keeps_one_file(tmp_path):
+    target = feature_partition_dir(tmp_path / "features", "uc", D)
+    for rows in (3, 5):
+        staged = tmp_path / f"staged-{rows}.parquet"
+        import pyarrow.parquet as pq
+
+        pq.write_table(_table(rows), staged)
+        publish_file(staged, target, {"rows": rows})
+    files = sorted(p.name for p in target.iterdir())
+    assert files == ["_manifest.json", "part-0.parquet"]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(target / "part-0.parquet").num_rows == 5
+    assert read_manifest(target) == {"rows": 5}
+
+
+def test_failed_publish_leaves_the_previous_partition_intact(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    target = tmp_path / "dt=2026-03-01"
+    first = tmp_path / "first.parquet"
+    pq.write_table(_table(3), first)
+    publish_file(first, target, {"rows": 3})
+    second = tmp_path / "second.parquet"
+    pq.write_table(_table(7), second)
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(PublishError, match="previous partition is intact"):
+        publish_file(second, target, {"rows": 7})
+    monkeypatch.undo()
+    assert pq.read_table(target / "part-0.parquet").num_rows == 3
+    assert json.loads((target / "_manifest.json").read_text()) == {"rows": 3}
+
+
+def test_single_parquet_file_refuses_ambiguous_staging(tmp_path):
+    with pytest.raises(PublishError, match="found 0"):
+        single_parquet_file(tmp_path)
