@@ -1,6 +1,6 @@
 """The demo: generate the churn data set and run the generated DAGs with `airflow dags test`, then summarize.
 
-Every DAG run's full log goes to `<home>/logs/demo/`; the terminal shows one progress line per run and, at the
+Every DAG run's full log goes to `<home>/logs/dag-runs/`; the terminal shows one progress line per run and, at the
 end, what was produced, where, and the key figures. Re-running reuses the data already generated and replaces
 each output in place (nothing is duplicated).
 """
@@ -50,7 +50,7 @@ def airflow_bin() -> str:
 
 
 def migrate_metadata_db(settings: Settings) -> None:
-    log_dir = settings.home / "logs" / "demo"
+    log_dir = settings.home / "logs" / "dag-runs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / "airflow-db-migrate.log", "w") as log:
         done = subprocess.run([airflow_bin(), "db", "migrate"], stdout=log, stderr=subprocess.STDOUT)
@@ -62,7 +62,7 @@ def run_dag(settings: Settings, dag_id: str, day: dt.date, conf: dict | None = N
     """`airflow dags test DAG_ID DAY` with its output in a log file; one progress line on the terminal."""
     import json
 
-    log_file = settings.home / "logs" / "demo" / f"{dag_id}_{day.isoformat()}.log"
+    log_file = settings.home / "logs" / "dag-runs" / f"{dag_id}_{day.isoformat()}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     cmd = [airflow_bin(), "dags", "test", dag_id, day.isoformat()]
     if conf:
@@ -105,7 +105,7 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
         + ": " + ", ".join(f"{n:,} {s}" for s, n in gen.rows.items())
     )
 
-    say("3/3 DAG runs (airflow dags test; logs in .local/logs/demo/)")
+    say("3/3 DAG runs (airflow dags test; logs in .local/logs/dag-runs/)")
     outcome = run_dag(settings, spec.dag_id("features"), as_of)
     if not outcome.ok:
         return 1

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-
 from batchml.storage import Landing
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
-
 from batchml.errors import SpecError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
 """Names that end up in paths, DAG ids and SQL identifiers: lower-case letters, digits, underscores."""

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from batchml.errors import SettingsError
 from batchml.settings import REPO_ROOT, get_settings
 

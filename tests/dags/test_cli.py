@@ -1,0 +1,55 @@
+"""The `batchml` command: check, generate, and backfill through real `airflow dags test` processes."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BATCHML = str(Path(sys.executable).with_name("batchml"))
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([BATCHML, *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def test_check_lists_the_generated_dags():
+    done = _cli("check")
+    assert done.returncode == 0, done.stderr
+    assert "churn: DAGs churn__features" in done.stdout
+
+
+def test_check_reports_a_bad_setting_and_exits_2():
+    done = _cli("check", env={"BATCHML_WAREHOUSE_URL": "nonsense"})
+    assert done.returncode == 2
+    assert "BATCHML_WAREHOUSE_URL='nonsense'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_generate_prints_what_it_landed(tmp_path):
+    done = _cli("generate", "--customers", "50", "--days", "3", "--landing", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"Landed 2026-01-01..2026-01-03 into {tmp_path}" in done.stdout
+    assert "transactions" in done.stdout
+    assert (tmp_path / "transactions" / "dt=2026-01-03").is_dir()
+
+
+@pytest.mark.airflow
+@pytest.mark.spark
+def test_backfill_runs_each_date_independently(airflow_db, small_landing, small_as_of, tmp_path):
+    env = {"BATCHML_HOME": str(tmp_path / "home"), "BATCHML_LANDING_URL": small_landing.url}
+    first, last = small_as_of - dt.timedelta(days=1), small_as_of
+    done = _cli("backfill", "churn__features", "--from", first.isoformat(), "--to", last.isoformat(), env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 of 2 runs succeeded" in done.stdout
+    for day in (first, last):
+        assert (tmp_path / "home" / "data" / "features" / "churn" / f"dt={day}" / "part-0.parquet").exists()
+        assert (tmp_path / "home" / "logs" / "dag-runs" / f"churn__features_{day}.log").exists()
+
+    too_early = "2026-01-05"  # its 90-day window starts before the data does
+    done = _cli("backfill", "churn__features", "--from", too_early, "--to", too_early, env=env)
+    assert done.returncode == 1
+    assert "0 of 1 runs succeeded" in done.stdout
+    assert "have not landed" in done.stdout, done.stdout  # the reason is shown, not just "failed"
+    assert f"Failed: {too_early}" in done.stdout
