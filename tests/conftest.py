@@ -179,3 +179,81 @@ def isolated_home(tmp_path, monkeypatch):
         return get_settings()
 
     return settings
+
+
+TINY_TRAINING_DATE = dt.date(2026, 6, 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec():
+    from batchml.specs import load_spec
+
+    return load_spec(REPO / "tests" / "fixtures" / "specs" / "tiny.yaml")
+
+
+def write_synthetic_lake(root: Path, spec, training_date: dt.date, users_per_snapshot: int = 400, seed: int = 0,
+                         signal: float = 2.0):
+    """Feature partitions for every planned snapshot of `spec` and label events in the raw landing zone, with a
+    label that depends on two features (so a model has something to learn). Returns (features_root, raw_root)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    from batchml.features import AS_OF_COLUMN, feature_columns
+    from batchml.storage import Landing, feature_partition_dir
+    from batchml.training import SPLITS, snapshot_plan
+
+    rng = np.random.default_rng(seed)
+    features_root, raw = root / "features", Landing(str(root / "landing"))
+    key, label_src = spec.entity.key, spec.label.source
+    ts_col = spec.sources[label_src].timestamp
+    cols = feature_columns(spec)
+    events = []
+    for s in (s for name in SPLITS for s in snapshot_plan(spec, training_date)[name]):
+        n = users_per_snapshot
+        frame = pd.DataFrame({key: [f"u{s:%m%d}_{i}" for i in range(n)], AS_OF_COLUMN: s})
+        for col, kind in cols.items():
+            if kind == "categorical":
+                allowed = spec.entity_source.columns[col].allowed or ["x", "y"]
+                frame[col] = rng.choice(allowed, n)
+            elif kind == "count":
+                frame[col] = rng.poisson(3, n).astype("int64")
+            elif kind == "share":
+                frame[col] = rng.random(n)
+            else:
+                frame[col] = rng.gamma(2.0, 2.0, n)
+        numeric = [c for c, k in cols.items() if k != "categorical"]
+        a, b = (frame[c].rank(pct=True).to_numpy() for c in numeric[:2])
+        # a step, a bump and an interaction: learnable, but not by a linear model alone
+        logit = -2.0 + signal * ((a > 0.7) + ((b > 0.3) & (b < 0.6)) * (a < 0.5) - 0.8 * (b > 0.9))
+        positive = rng.random(n) < 1 / (1 + np.exp(-logit))
+        part = feature_partition_dir(features_root, spec.name, s)
+        part.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(part / "part-0.parquet", index=False)
+        start = pd.Timestamp(s, tz="UTC")
+        for uid in frame.loc[positive, key]:
+            events.append({key: uid, ts_col: start + pd.Timedelta(days=float(rng.uniform(0, spec.label.horizon_days)))})
+    schema = pa.schema([(key, pa.string()), (ts_col, pa.timestamp("us", tz="UTC"))])
+    by_day: dict = {}
+    for e in events:
+        by_day.setdefault(e[ts_col].date(), []).append(e)
+    first = min(by_day)
+    day = first
+    while day < training_date:
+        rows = by_day.get(day, [])
+        raw.write_partition_file(label_src, day, "part-0.parquet", pa.Table.from_pylist(rows, schema=schema))
+        day += dt.timedelta(days=1)
+    return features_root, Path(raw.url)
+
+
+@pytest.fixture(scope="session")
+def tiny_lake(tiny_spec, tmp_root):
+    """A synthetic lake for the tiny spec: feature partitions of every training snapshot + matured label events."""
+    return write_synthetic_lake(tmp_root / "tiny_lake", tiny_spec, TINY_TRAINING_DATE)
+
+
+@pytest.fixture(scope="session")
+def tiny_training_set(tiny_spec, tiny_lake):
+    from batchml.training import build_training_set
+
+    features_root, raw_root = tiny_lake
+    return build_training_set(tiny_spec, features_root, raw_root, TINY_TRAINING_DATE)

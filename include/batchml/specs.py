@@ -166,10 +166,101 @@ class ExpectationsSpec(_Spec):
     features: list[ExpectationSpec] = []
 
 
+MetricName = Literal["roc_auc", "pr_auc", "log_loss", "brier", "top_decile_capture"]
+LOWER_IS_BETTER = ("log_loss", "brier")
+
+
+class TimeSplitSpec(_Spec):
+    """Snapshots every `every_days`, the newest one `horizon` days before the training date (its label has just
+    matured); oldest `train` snapshots train, then `validation` (early stopping, tuning), then `test`."""
+
+    kind: Literal["time"] = "time"
+    every_days: int = Field(default=7, ge=1, le=365)
+    train: int = Field(default=8, ge=1, le=520)
+    validation: int = Field(default=2, ge=1, le=52)
+    test: int = Field(default=2, ge=1, le=52)
+    purge: bool = True
+    """Skip snapshots whose label window would reach into the next block (no outcome seen twice across blocks)."""
+
+
+class SearchSpace(_Spec):
+    """One tuned hyper-parameter: a numeric range, or a list of choices."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: list[str | int | float | bool] | None = None
+
+    @field_validator("choices")
+    @classmethod
+    def _choices(cls, v):
+        if v is not None and len(v) < 1:
+            raise ValueError("choices needs at least one value")
+        return v
+
+
+class CandidateSpec(_Spec):
+    """A model family to tune and train."""
+
+    name: Identifier
+    kind: Literal["xgboost", "lightgbm", "logistic_regression"]
+    params: dict[str, str | int | float | bool] = {}
+    """Fixed hyper-parameters passed to the estimator."""
+    search: dict[str, SearchSpace] = {}
+    """Tuned hyper-parameters (Optuna, within the tuning budget)."""
+
+
+class TuningSpec(_Spec):
+    """Budget and objective of the hyper-parameter search, per candidate."""
+
+    trials: int = Field(default=20, ge=1, le=10_000)
+    timeout_seconds: int | None = Field(default=120, ge=1)
+    """Wall-clock budget per candidate; the search stops at whichever of trials/timeout comes first."""
+    metric: MetricName = "roc_auc"
+    early_stopping_rounds: int = Field(default=50, ge=1)
+    seed: int = 42
+
+
+class GateSpec(_Spec):
+    """Champion/challenger gate: absolute floors, then a margin over the current champion on the same test set."""
+
+    mode: Literal["enabled", "dry_run", "disabled"] = "enabled"
+    """`enabled`: move aliases; `dry_run`: record the verdict only; `disabled`: promote whatever clears the floors."""
+    metric: MetricName = "roc_auc"
+    margin: float = Field(default=0.005, ge=0.0)
+    """How much better than the champion (absolute, in `metric`) the new model must be."""
+    floors: dict[MetricName, float] = {"roc_auc": 0.6}
+    """Minimum (or, for log_loss/brier, maximum) test values any model must reach."""
+
+
 class TrainingSpec(_Spec):
-    """Training settings (filled by the training DAG)."""
+    """Training: snapshots and split, candidates, tuning budget, evaluation and the gate."""
 
     schedule: str | None = "@weekly"
+    model_name: Identifier | None = None
+    """Registered model name; default: the use-case name."""
+    split: TimeSplitSpec = TimeSplitSpec()
+    candidates: list[CandidateSpec] = Field(
+        default_factory=lambda: [
+            CandidateSpec(name="xgboost", kind="xgboost"),
+            CandidateSpec(name="lightgbm", kind="lightgbm"),
+            CandidateSpec(name="baseline", kind="logistic_regression"),
+        ],
+        min_length=1,
+    )
+    baseline: Identifier = "baseline"
+    """Candidate every model is compared with in the model card (a logistic regression)."""
+    tuning: TuningSpec = TuningSpec()
+    calibration: Literal["none", "sigmoid", "isotonic", "auto"] = "auto"
+    """`auto` keeps an isotonic calibration only if it lowers the validation Brier score under cross-fitting."""
+    segments: list[ColumnName] = []
+    """Categorical features whose values get their own metrics (a model failing one group shows)."""
+    min_rows: int = Field(default=500, ge=10)
+    min_positives: int = Field(default=20, ge=2)
+    """Least positives (and negatives) each of train, validation and test must hold."""
+    shap_sample: int = Field(default=2000, ge=100, le=100_000)
+    gate: GateSpec = GateSpec()
 
 
 class ScoringSpec(_Spec):
@@ -221,6 +312,10 @@ class UseCaseSpec(_Spec):
     @property
     def entity_source(self) -> SourceSpec:
         return self.sources[self.entity.source]
+
+    @property
+    def model_name(self) -> str:
+        return self.training.model_name or self.name
 
     @property
     def score_table(self) -> str:
@@ -311,6 +406,24 @@ def _reference_errors(spec: UseCaseSpec) -> list[tuple[str, str]]:
                 errors.append(
                     (f"{base}.trend", f"short ({t.short}) and long ({t.long}) must be windows, short < long")
                 )
+    tr = spec.training
+    names = [c.name for c in tr.candidates]
+    if len(set(names)) != len(names):
+        errors.append(("training.candidates", f"candidate names must be unique, got {names}"))
+    if tr.baseline not in names:
+        errors.append(("training.baseline", f"{tr.baseline!r} is not a candidate; candidates: {', '.join(names)}"))
+    elif next(c for c in tr.candidates if c.name == tr.baseline).kind != "logistic_regression":
+        errors.append(("training.baseline", "the baseline must be a logistic_regression candidate"))
+    for i, cand in enumerate(tr.candidates):
+        for param, space in cand.search.items():
+            where = f"training.candidates[{i}].search.{param}"
+            if space.choices is None and (space.low is None or space.high is None or space.low >= space.high):
+                errors.append((where, "give choices, or low < high"))
+            if space.log and space.low is not None and space.low <= 0:
+                errors.append((where, "a log-scaled range needs low > 0"))
+    for i, col in enumerate(tr.segments):
+        if col not in spec.features.static:
+            errors.append((f"training.segments[{i}]", f"{col!r} is not a static feature; static: {spec.features.static}"))
     for src_name in spec.expectations.raw:
         if src_name not in sources:
             errors.append((f"expectations.raw.{src_name}", f"unknown source; declared: {', '.join(sorted(sources))}"))

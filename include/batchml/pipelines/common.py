@@ -45,14 +45,14 @@ def doc_md(spec: UseCaseSpec, kind: str, body: str) -> str:
     )
 
 
-def resolve_as_of(context) -> dt.date:
-    """The date a run is for: the `as_of` param if given, else the logical date, else when it was triggered."""
-    raw = (context.get("params") or {}).get("as_of")
+def resolve_as_of(context, param: str = "as_of") -> dt.date:
+    """The date a run is for: the date param if given, else the logical date, else when it was triggered."""
+    raw = (context.get("params") or {}).get(param)
     if raw:
         try:
             return dt.date.fromisoformat(str(raw))
         except ValueError:
-            raise BatchMLError(f"param as_of={raw!r}: expected a date as YYYY-MM-DD") from None
+            raise BatchMLError(f"param {param}={raw!r}: expected a date as YYYY-MM-DD") from None
     logical = context.get("logical_date")
     if logical is None:
         logical = context["dag_run"].run_after

@@ -1,0 +1,335 @@
+"""Feature-job benchmark: the Spark job of `batchml.features` against a DuckDB reference on the same Parquet files.
+
+Scale: the defaults (200,000 customers, 120 days, `--activity 0.545`) land about 13M transactions in total, of which
+about 10M fall in the 90-day window the churn job reads as of the day after the last landed day: the *window* is
+sized to 10M, since that is what the job scans. The event count actually read is printed.
+
+    .venv/bin/python benchmarks/feature_job.py [--customers 200000] [--days 120] [--data-dir DIR] [--as-of DATE]
+
+Both engines write one Parquet file; the DuckDB table is built from SQL generated from the spec (independently of
+features.py) and must equal Spark's (same rows, numbers within 1e-6) or the script fails. Figures go to
+benchmarks/results/feature_job.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+START = dt.date(2026, 1, 1)
+RESULTS = REPO / "benchmarks" / "results" / "feature_job.json"
+TOLERANCE = 1e-6
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--customers", type=int, default=200_000)
+    p.add_argument("--small-customers", type=int, default=50_000, help="second generator scale (memory check)")
+    p.add_argument("--days", type=int, default=120)
+    p.add_argument("--activity", type=float, default=0.545, help="GeneratorConfig.activity_per_day")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--data-dir", type=Path, default=REPO / ".local" / "bench")
+    p.add_argument("--as-of", type=dt.date.fromisoformat, help="default: the day after the last landed day")
+    p.add_argument("--spec", type=Path, default=REPO / "specs" / "churn.yaml")
+    p.add_argument("--runs", type=int, default=3, help="Spark and DuckDB runs; the first Spark run is the cold one")
+    p.add_argument("--explain", action="store_true", help="print the formatted physical plan of the Spark job")
+    p.add_argument("--generate-child", nargs=2, metavar=("LANDING", "CUSTOMERS"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def landing_dir(args, customers: int) -> Path:
+    return args.data_dir / f"landing_c{customers}_d{args.days}_a{args.activity}_s{args.seed}"
+
+
+def generate_child(args) -> None:
+    """Child-process entry: generate one scale and print seconds, peak RSS and rows as JSON on stdout."""
+    from batchml.generate import GeneratorConfig, generate
+    from batchml.storage import Landing
+
+    landing, customers = args.generate_child
+    cfg = GeneratorConfig(customers=int(customers), days=args.days, start=START, seed=args.seed,
+                          activity_per_day=args.activity)
+    summary = generate(cfg, Landing(landing))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"customers": int(customers), "seconds": summary.seconds, "peak_rss_mb": peak_mb,
+                      "rows": summary.rows, "skipped": summary.skipped}))
+
+
+def generate_scale(args, customers: int) -> dict:
+    """Generate (or reuse) one scale in a child process, so that its peak RSS is the generator's alone.
+
+    The generator skips a config it already landed; the figures of the run that did the work are kept beside the
+    data (`_bench_generator.json`) and reported instead of the skip.
+    """
+    landing = landing_dir(args, customers)
+    cmd = [sys.executable, __file__, "--days", str(args.days), "--activity", str(args.activity), "--seed",
+           str(args.seed), "--generate-child", str(landing), str(customers)]
+    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    sidecar = landing / "_bench_generator.json"
+    if out["skipped"] and sidecar.exists():
+        return {**json.loads(sidecar.read_text()), "reused": True}
+    sidecar.write_text(json.dumps(out))
+    return {**out, "reused": out["skipped"]}
+
+
+class PeakRss:
+    """Samples the RSS of this process and (`children`) of its children, i.e. the Spark driver JVM; keeps the peak."""
+
+    def __init__(self, children: bool = True, interval: float = 0.05):
+        import psutil
+
+        self.proc, self.children, self.interval, self.peak_mb = psutil.Process(), children, interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> float:
+        total = 0
+        for p in [self.proc, *(self.proc.children(recursive=True) if self.children else [])]:
+            try:
+                total += p.memory_info().rss
+            except Exception:  # noqa: BLE001 - a child may exit between listing and reading
+                pass
+        return total / 2**20
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self._sample())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._sample())
+
+
+def ts_literal(day: dt.date) -> str:
+    """Midnight UTC at the start of `day` as a DuckDB literal (no interval arithmetic: it would follow the session
+    time zone's calendar)."""
+    return f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+00'"
+
+
+def parquet_glob(raw_root: Path, source: str, days: list[dt.date]) -> str:
+    """A DuckDB list literal of the partition globs of `days`."""
+    return "[" + ", ".join(f"'{raw_root}/{source}/dt={d.isoformat()}/*.parquet'" for d in days) + "]"
+
+
+def duckdb_sql(spec, raw_root: Path, as_of: dt.date) -> str:
+    """The feature table of `spec` as of `as_of` as one DuckDB query, written from the rules, not from features.py."""
+    from batchml.storage import Landing
+
+    if spec.features.custom:
+        raise SystemExit("the DuckDB reference does not cover custom feature functions")
+    key, ent = spec.entity.key, spec.entity_source
+    end = ts_literal(as_of)
+    landed = Landing(str(raw_root)).landed_days
+    ctes = [f"pop AS (SELECT * FROM read_parquet({parquet_glob(raw_root, spec.entity.source, landed(spec.entity.source, as_of))}) "
+            f"WHERE {ent.timestamp} < {end})"]
+    if spec.entity.leaves_on:
+        src = spec.entity.leaves_on
+        ctes.append(f"gone AS (SELECT DISTINCT {key} FROM read_parquet({parquet_glob(raw_root, src, landed(src, as_of))}) "
+                    f"WHERE {spec.sources[src].timestamp} < {end})")
+    cols = [f"pop.{key}", f"DATE '{as_of.isoformat()}' AS as_of_date", *(f"pop.{c}" for c in spec.features.static)]
+    if spec.features.tenure:
+        cols.append(f"CAST(floor((epoch_us({end}) - epoch_us(pop.{ent.timestamp})) / 86400e6) AS BIGINT) AS tenure_days")
+    joins = []
+    for i, agg in enumerate(spec.features.aggregates):
+        ts, p, a, longest = spec.sources[agg.source].timestamp, agg.prefix, f"a{i}", max(agg.windows)
+        days = [as_of - dt.timedelta(days=k) for k in range(longest, 0, -1)]
+        inner = [f"max({ts}) AS last_ts"]
+
+        def filt(w, cond="TRUE"):
+            return f"FILTER (WHERE {ts} >= {ts_literal(as_of - dt.timedelta(days=w))} AND {cond})"
+
+        n = {w: f"coalesce({a}.n_{w}, 0)" for w in agg.windows}
+        for w in agg.windows:
+            inner.append(f"count(*) {filt(w)} AS n_{w}")
+            inner += [f"sum({c}) {filt(w)} AS sum_{c}_{w}" for c in dict.fromkeys(agg.sum + agg.mean)]
+            inner += [f"max({c}) {filt(w)} AS max_{c}_{w}" for c in agg.max]
+            inner += [f"count(DISTINCT {c}) {filt(w)} AS distinct_{c}_{w}" for c in agg.distinct]
+            inner += [f"count(*) {filt(w, c + ' = ' + repr(v))} AS share_{c}_{v}_{w}"
+                      for c, vs in agg.share.items() for v in vs]
+            if agg.count:
+                cols.append(f"{n[w]} AS {p}_count_{w}d")
+            cols += [f"coalesce({a}.sum_{c}_{w}, 0.0) AS {p}_sum_{c}_{w}d" for c in agg.sum]
+            cols += [f"CASE WHEN {n[w]} > 0 THEN {a}.sum_{c}_{w} / {n[w]} ELSE 0.0 END AS {p}_mean_{c}_{w}d"
+                     for c in agg.mean]
+            cols += [f"coalesce({a}.max_{c}_{w}, 0.0) AS {p}_max_{c}_{w}d" for c in agg.max]
+            cols += [f"coalesce({a}.distinct_{c}_{w}, 0) AS {p}_distinct_{c}_{w}d" for c in agg.distinct]
+            cols += [f"CASE WHEN {n[w]} > 0 THEN {a}.share_{c}_{v}_{w} / {n[w]} ELSE 0.0 END AS {p}_share_{c}_{v}_{w}d"
+                     for c, vs in agg.share.items() for v in vs]
+        if agg.recency:
+            cols.append(f"coalesce((epoch_us({end}) - epoch_us({a}.last_ts)) / 86400e6, {float(longest + 1)}) "
+                        f"AS {p}_days_since_last")
+        if agg.trend:
+            s, lg = agg.trend.short, agg.trend.long
+            cols.append(f"CASE WHEN {n[lg]} > 0 THEN ({n[s]} / {float(s)}) / ({n[lg]} / {float(lg)}) ELSE 0.0 END "
+                        f"AS {p}_trend_{s}d_{lg}d")
+        ctes.append(f"{a} AS (SELECT {key}, {', '.join(inner)} FROM read_parquet({parquet_glob(raw_root, agg.source, days)}) "
+                    f"WHERE {ts} >= {ts_literal(days[0])} AND {ts} < {end} GROUP BY {key})")
+        joins.append(f"LEFT JOIN {a} ON {a}.{key} = pop.{key}")
+    anti = f"WHERE NOT EXISTS (SELECT 1 FROM gone WHERE gone.{key} = pop.{key})" if spec.entity.leaves_on else ""
+    return (f"WITH {', '.join(ctes)} SELECT {', '.join(cols)} FROM pop {' '.join(joins)} {anti} "
+            f"ORDER BY pop.{key}")
+
+
+def events_read(spec, raw_root: Path, as_of: dt.date) -> dict[str, int]:
+    """Events of each aggregate source inside the window the job reads (counted with DuckDB)."""
+    import duckdb
+
+    out = {}
+    for agg in spec.features.aggregates:
+        ts, w = spec.sources[agg.source].timestamp, max(agg.windows)
+        days = [as_of - dt.timedelta(days=k) for k in range(w, 0, -1)]
+        query = (f"SELECT count(*) FROM read_parquet({parquet_glob(raw_root, agg.source, days)}) "
+                 f"WHERE {ts} >= {ts_literal(days[0])} AND {ts} < {ts_literal(as_of)}")
+        out[agg.source] = duckdb.connect().execute(query).fetchone()[0]
+    return out
+
+
+def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, explain: bool) -> dict:
+    """Session start, then `runs` timed runs of run_feature_job, each with its peak RSS (Python + JVM)."""
+    from batchml.features import build_features, local_spark_session, run_feature_job
+
+    t0 = time.perf_counter()
+    spark = local_spark_session("local[2]", "feature-job-bench", {"spark.ui.showConsoleProgress": "false"})
+    spark.sparkContext.setLogLevel("ERROR")
+    session_s = time.perf_counter() - t0
+    if explain:
+        build_features(spark, spec, raw_root, as_of).explain("formatted")
+    times, peaks, staged = [], [], None
+    for i in range(runs):
+        with PeakRss() as mem:
+            t0 = time.perf_counter()
+            staged = run_feature_job(spark, spec, raw_root, as_of, work / f"spark_{i}").staged_file
+            times.append(time.perf_counter() - t0)
+        peaks.append(mem.peak_mb)
+        print(f"  spark run {i + 1}: {times[-1]:.2f} s, peak RSS {mem.peak_mb:,.0f} MB", flush=True)
+    spark.stop()
+    return {"session_start_s": session_s, "runs_s": times, "peak_rss_mb": max(peaks), "staged": staged}
+
+
+def run_duckdb(sql: str, out: Path, runs: int) -> dict:
+    """`runs` timed runs of the reference query, each writing one Parquet file like the Spark job."""
+    import duckdb
+
+    times, peaks = [], []
+    for _ in range(runs):
+        with PeakRss(children=False) as mem:  # the Spark gateway JVM outlives spark.stop(): leave it out
+            t0 = time.perf_counter()
+            con = duckdb.connect()
+            con.execute("SET threads = 2; SET TimeZone = 'UTC'")
+            con.execute(f"COPY ({sql}) TO '{out}' (FORMAT parquet)")
+            con.close()
+            times.append(time.perf_counter() - t0)
+        peaks.append(mem.peak_mb)
+    return {"runs_s": times, "peak_rss_mb": max(peaks), "file": str(out)}
+
+
+def compare(spark_file: str, duck_file: str, key: str) -> float:
+    """Fail loudly unless both tables have the same columns, rows and values (numbers within TOLERANCE)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    s = pq.read_table(spark_file).to_pandas().sort_values(key, ignore_index=True)
+    d = pq.read_table(duck_file).to_pandas().sort_values(key, ignore_index=True)
+    problems = []
+    if list(s.columns) != list(d.columns):
+        problems.append(f"columns differ: spark {list(s.columns)} vs duckdb {list(d.columns)}")
+    elif len(s) != len(d) or not (s[key].to_numpy() == d[key].to_numpy()).all():
+        problems.append(f"rows differ: spark {len(s)} rows, duckdb {len(d)}; keys equal: {s[key].equals(d[key])}")
+    worst = 0.0
+    for col in [] if problems else s.columns:
+        a, b = s[col], d[col]
+        if a.isna().any() or b.isna().any():
+            problems.append(f"{col}: nulls (spark {a.isna().sum()}, duckdb {b.isna().sum()})")
+        elif pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            diff = float(np.max(np.abs(a.to_numpy(float) - b.to_numpy(float)), initial=0.0))
+            worst = max(worst, diff)
+            if diff > TOLERANCE:
+                problems.append(f"{col}: max abs difference {diff:g}")
+        elif not (a.astype(str).to_numpy() == b.astype(str).to_numpy()).all():
+            problems.append(f"{col}: {(a.astype(str) != b.astype(str)).sum()} values differ")
+    if problems:
+        raise SystemExit("SPARK AND DUCKDB DISAGREE:\n  " + "\n  ".join(problems))
+    return worst
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.generate_child:
+        return generate_child(args)
+    from batchml.specs import load_spec
+
+    command = shlex.join([".venv/bin/python", "benchmarks/feature_job.py", *(sys.argv[1:] if argv is None else argv)])
+    spec = load_spec(args.spec)
+    as_of = args.as_of or START + dt.timedelta(days=args.days)
+    if as_of - dt.timedelta(days=spec.lookback_days) < START or as_of > START + dt.timedelta(days=args.days):
+        raise SystemExit(f"as of {as_of}, the {spec.lookback_days}-day window is not fully landed")
+
+    gen = []
+    for n in sorted({args.small_customers, args.customers}):
+        print(f"generating {n:,} customers x {args.days} days ...", flush=True)
+        gen.append(generate_scale(args, n))
+        print(f"  {gen[-1]['seconds']:.1f} s, peak RSS {gen[-1]['peak_rss_mb']:,.0f} MB, rows {gen[-1]['rows']}"
+              f"{' (reused)' if gen[-1]['reused'] else ''}", flush=True)
+    raw_root = landing_dir(args, args.customers).resolve()
+    work = args.data_dir / "out"
+    work.mkdir(parents=True, exist_ok=True)
+    events = events_read(spec, raw_root, as_of)
+    total = sum(events.values())
+    print(f"events the job reads as of {as_of}: {events} (total {total:,})", flush=True)
+
+    print("spark local[2] ...", flush=True)
+    sp = run_spark(spec, raw_root, as_of, work, args.runs, args.explain)
+    print("duckdb ...", flush=True)
+    dk = run_duckdb(duckdb_sql(spec, raw_root, as_of), work / "duckdb.parquet", args.runs)
+    worst = compare(sp["staged"], dk["file"], spec.entity.key)
+    warm, duck = min(sp["runs_s"][1:] or sp["runs_s"]), min(dk["runs_s"])
+    ratio = warm / duck
+    res = {
+        "machine": {"cores": __import__("os").cpu_count(), "python": platform.python_version(), "spark_master": "local[2]"},
+        "as_of": as_of.isoformat(), "customers": args.customers, "days": args.days, "activity_per_day": args.activity,
+        "events_read": events, "generator": gen, "spark_session_start_s": sp["session_start_s"],
+        "spark_runs_s": sp["runs_s"], "spark_first_s": sp["runs_s"][0], "spark_warm_s": warm,
+        "events_per_s": total / warm, "spark_peak_rss_mb": sp["peak_rss_mb"], "duckdb_runs_s": dk["runs_s"],
+        "duckdb_s": duck, "duckdb_peak_rss_mb": dk["peak_rss_mb"], "ratio_spark_duckdb": ratio,
+        "goal_met": ratio <= 3.0, "max_abs_difference": worst, "command": command,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
+
+    rows = [(f"generator {g['customers']:,} customers: time / peak RSS", f"{g['seconds']:.1f} s / {g['peak_rss_mb']:,.0f} MB")
+            for g in gen]
+    rows += [
+        ("events read (90-day window)", f"{total:,}"),
+        ("Spark session start", f"{sp['session_start_s']:.1f} s"),
+        ("Spark job, first run (cold JIT)", f"{sp['runs_s'][0]:.2f} s"),
+        (f"Spark job, warm (best of {max(len(sp['runs_s']) - 1, 1)})", f"{warm:.2f} s"),
+        ("events/s (warm)", f"{total / warm:,.0f}"),
+        ("peak RSS during the job (Python + JVM)", f"{sp['peak_rss_mb']:,.0f} MB"),
+        (f"DuckDB (best of {len(dk['runs_s'])}), peak RSS", f"{duck:.2f} s, {dk['peak_rss_mb']:,.0f} MB"),
+        ("ratio Spark / DuckDB", f"{ratio:.2f}x  (goal <= 3x: {'met' if ratio <= 3 else 'NOT met'})"),
+        ("results equal (max abs difference)", f"yes ({worst:.1e})"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print("\n" + "\n".join(f"{a:<{width}}  {b}" for a, b in rows))
+    print(f"\nreproduce: {command}\nwritten: {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
