@@ -257,3 +257,87 @@ def tiny_training_set(tiny_spec, tiny_lake):
 
     features_root, raw_root = tiny_lake
     return build_training_set(tiny_spec, features_root, raw_root, TINY_TRAINING_DATE)
+
+
+@pytest.fixture(scope="session")
+def training_landing(tmp_root):
+    """Generated churn data long enough to train on: 900 customers over 200 days (to 2026-07-19)."""
+    from batchml.generate import GeneratorConfig, generate
+    from batchml.storage import Landing
+
+    landing = Landing(str(tmp_root / "training_landing"))
+    generate(GeneratorConfig(customers=900, start=SMALL_START, days=200, seed=13), landing)
+    return landing
+
+
+@pytest.fixture(scope="session")
+def small_training_spec(churn_spec):
+    """The churn spec with a compact split and a tiny tuning budget, for DAG runs on small data."""
+    from batchml.specs import UseCaseSpec
+
+    data = churn_spec.model_dump()
+    data["training"].update(
+        split={"every_days": 7, "train": 4, "validation": 1, "test": 1, "purge": False},
+        tuning={"trials": 2, "timeout_seconds": 30, "metric": "roc_auc", "early_stopping_rounds": 20},
+        min_rows=300, min_positives=10, shap_sample=300,
+    )
+    spec = UseCaseSpec.model_validate(data)
+    spec._path, spec._sha256 = churn_spec.path, churn_spec.sha256
+    return spec
+
+
+@pytest.fixture(scope="session")
+def trained_folder(tiny_spec, tiny_lake, tmp_path_factory):
+    """One finished training run (candidates trained with a tiny budget, evaluated) on the synthetic lake."""
+    from batchml.pipelines import training as steps
+    from batchml.settings import Settings
+
+    features_root, raw_root = tiny_lake
+    settings = Settings(data_root=features_root.parent, landing_url=str(raw_root))
+    folder = tmp_path_factory.mktemp("trained") / "run"
+    ref = steps.build_training_set(tiny_spec, settings, TINY_TRAINING_DATE, folder)
+    ref = steps.train_candidates(tiny_spec, settings, ref, trials=2, timeout=None)
+    return steps.evaluate(tiny_spec, settings, ref)
+
+
+@pytest.fixture
+def trained_run(trained_folder, tiny_lake, isolated_home):
+    """Settings with this test's own MLflow store and warehouse, and `run(label)` giving a copy of the trained run."""
+    import shutil
+    from pathlib import Path
+
+    features_root, raw_root = tiny_lake
+    # the data root is the shared lake; MLflow, the warehouse and run folders default to this test's own home
+    settings = isolated_home(data_root=features_root.parent, landing_url=raw_root)
+
+    def run(label: str) -> dict:
+        folder = settings.home / "runs" / label
+        shutil.copytree(trained_folder["run_dir"], folder)
+        evaluation = folder / "evaluation.json"  # plot paths point into the copied folder
+        evaluation.write_text(evaluation.read_text().replace(str(Path(trained_folder["run_dir"])), str(folder)))
+        return {**trained_folder, "run_dir": str(folder)}
+
+    return settings, run
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server for the whole session (initdb + pg_ctl on a free port)."""
+    from batchml.localpg import LocalPostgres
+
+    server = LocalPostgres(database="postgres_admin").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh, empty database on the session's PostgreSQL server; returns its SQLAlchemy URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server.libpq_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_server.url.rsplit("/", 1)[0] + f"/{name}"

@@ -22,7 +22,9 @@ from batchml.specs import get_spec
 from batchml.storage import Landing, feature_partition_dir, read_manifest
 
 DEMO_USE_CASE = "churn"
-DEMO_DATA = GeneratorConfig(customers=10_000, start=dt.date(2026, 1, 1), days=212, seed=7)
+# Eleven months of history: the training window (12 weekly snapshots with purge gaps, 30-day labels) and the
+# 90-day feature lookback before its oldest snapshot fit before the demo date.
+DEMO_DATA = GeneratorConfig(customers=10_000, start=dt.date(2025, 10, 1), days=335, seed=7)
 DEMO_FEATURE_DATE = dt.date(2026, 7, 1)
 
 
@@ -106,15 +108,19 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
     )
 
     say("3/3 DAG runs (airflow dags test; logs in .local/logs/dag-runs/)")
-    outcome = run_dag(settings, spec.dag_id("features"), as_of)
-    if not outcome.ok:
+    features = run_dag(settings, spec.dag_id("features"), as_of)
+    if not features.ok:
         return 1
+    training = run_dag(settings, spec.dag_id("training"), as_of, {"reason": "batchml demo"})
+    if not training.ok:
+        return 1
+
+    import pyarrow.parquet as pq
 
     part_dir = feature_partition_dir(settings.features_root, spec.name, as_of)
     manifest = read_manifest(part_dir) or {}
-    import pyarrow.parquet as pq
-
     columns = pq.read_schema(part_dir / "part-0.parquet").names
+    model = _latest_training_result(settings, spec)
     say("")
     say(f"Done in {time.perf_counter() - started:.0f} s. Produced:")
     say(f"  feature table   {part_dir / 'part-0.parquet'}")
@@ -122,6 +128,28 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
     say(f"  raw data        {landing.url} ({sum(gen.rows.values()):,} rows in 4 sources)")
     say(f"  Data Docs       {manifest.get('data_docs') or settings.data_docs_index.as_uri()}")
     say(f"                  (all checks: {settings.data_docs_index.as_uri()})")
-    say(f"  DAG run log     {outcome.log_file}")
+    if model:
+        say(f"  model           {model['model_name']} v{model['version']}: gate verdict {model['verdict']}; "
+            f"test ROC AUC {model['test_roc_auc']:.3f} vs logistic-regression baseline {model['baseline_test_roc_auc']:.3f}")
+        say(f"  model card      {Path(model['model_card']).as_uri()}")
+    say(f"  MLflow          mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}  (then http://127.0.0.1:5000)")
+    say(f"  DAG run logs    {settings.home / 'logs' / 'dag-runs'}")
     say("Next: `source bin/env.sh && airflow standalone` to browse the DAGs (see README, 'Run it locally').")
     return 0
+
+
+def _latest_training_result(settings: Settings, spec) -> dict | None:
+    """The newest registered version's verdict and figures, read back from MLflow."""
+    from batchml import registry
+
+    client = registry.connect(settings)
+    versions = client.search_model_versions(f"name='{spec.model_name}'")
+    if not versions:
+        return None
+    latest = max(versions, key=lambda v: int(v.version))
+    run = client.get_run(latest.run_id)
+    card = settings.reports_root / spec.name / "model_cards" / f"{spec.model_name}_v{latest.version}.html"
+    return {"model_name": spec.model_name, "version": int(latest.version),
+            "verdict": latest.tags.get("gate.verdict", "?"), "model_card": str(card),
+            "test_roc_auc": run.data.metrics.get("test_roc_auc", float("nan")),
+            "baseline_test_roc_auc": run.data.metrics.get("baseline_test_roc_auc", float("nan"))}

@@ -263,12 +263,41 @@ class TrainingSpec(_Spec):
     gate: GateSpec = GateSpec()
 
 
+class ReasonCodeSpec(_Spec):
+    """Per-row reason codes: the features with the largest SHAP contributions to the champion's score."""
+
+    top: int = Field(default=3, ge=1, le=10)
+    exact_share: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Share of rows, from the highest scores down, that get exact TreeSHAP codes (the rows analysts act on)."""
+    others: Literal["approximate", "exact", "none"] = "approximate"
+    """The other rows: `approximate` (Saabas, XGBoost only; LightGBM falls back to none), `exact`, or `none`."""
+
+
 class ScoringSpec(_Spec):
-    """Batch scoring settings (filled by the scoring DAG)."""
+    """Batch scoring into the warehouse."""
 
     schedule: str | None = "@daily"
+    """Cron/preset schedule; the DAG also runs when the use case's feature partition is published."""
     table: Identifier | None = None
-    """Warehouse table of scores; default `<use case>_scores`."""
+    """Warehouse table of scores; default `<use case>_scores`. Views `<table>_champion`, `<table>_latest`."""
+    bands: dict[Identifier, float] = {"high": 0.3, "medium": 0.1}
+    """Risk band of a score: the first band whose threshold it reaches, from the highest; below all: `low`."""
+    reason_codes: ReasonCodeSpec = ReasonCodeSpec()
+    chunk_rows: int = Field(default=100_000, ge=1_000, le=5_000_000)
+    """Rows scored at once: peak memory depends on this, not on the partition's size."""
+    shadow_challenger: bool = True
+    """Also score the `challenger` alias, stored with model_role='challenger' (not in the analysts' views)."""
+    export_url: str | None = Field(default=None, pattern=r"^s3://[^/]+(/.*)?$")
+    """Optional s3://bucket/prefix: each date's scores are also written there as Parquet."""
+
+    @field_validator("bands")
+    @classmethod
+    def _bands(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(not 0.0 < t <= 1.0 for t in v.values()):
+            raise ValueError("band thresholds must be in (0, 1]")
+        if "low" in v:
+            raise ValueError("'low' is the band below every threshold; do not declare it")
+        return dict(sorted(v.items(), key=lambda kv: -kv[1]))
 
 
 class MonitoringSpec(_Spec):

@@ -328,6 +328,8 @@ def fit_candidate(cand: CandidateSpec, params: dict, ts: TrainingSet, seed: int,
         info["best_iteration"] = int(est.best_iteration_ or est.n_estimators)
     else:
         est.fit(X_train, y_train)
+        # the baseline's exact linear SHAP values are coef x (x - mean of the training inputs)
+        info["input_mean"] = np.asarray(X_train, dtype="float64").mean(axis=0).tolist()
     return BatchModel(cand.kind, Pipeline([("prep", prep), ("model", est)]), ts.features, ts.categorical, info=info)
 
 

@@ -342,3 +342,92 @@ def active_population_size(spec: UseCaseSpec, raw_root: Path, as_of: dt.date) ->
     if not present:
         raise LandingError(f"No {spec.entity.source} started before {as_of}: nothing to build features for.")
     return len(present)
+
+
+# Tables in the warehouse (scores) --------------------------------------------------------------------------------
+
+
+def score_suite(key: str, columns: list[str], rows: int, roles: list[str], versions: list[int],
+                bands: list[str], as_of: dt.date) -> list[Expectation]:
+    """One row per entity and model role, no nulls, scores in [0, 1], the pinned versions only.
+
+    The date itself is enforced by the staging table's CHECK constraint (GX stores value sets as JSON text, which
+    PostgreSQL will not compare with a DATE column).
+    """
+    out: list[Expectation] = [
+        ("expect_table_columns_to_match_set", {"column_set": columns, "exact_match": True}),
+        ("expect_table_row_count_to_equal", {"value": rows}),
+        ("expect_compound_columns_to_be_unique", {"column_list": ["model_role", key]}),
+    ]
+    for col in (key, "as_of_date", "model_role", "score", "risk_decile", "risk_band", "model_name", "model_version",
+                "reasons_exact", "scored_at"):
+        out.append(("expect_column_values_to_not_be_null", {"column": col}))
+    out += [
+        ("expect_column_values_to_be_between", {"column": "score", "min_value": 0.0, "max_value": 1.0}),
+        ("expect_column_values_to_be_between", {"column": "risk_decile", "min_value": 1, "max_value": 10}),
+        ("expect_column_values_to_be_in_set", {"column": "risk_band", "value_set": [*bands, "low"]}),
+        ("expect_column_values_to_be_in_set", {"column": "model_role", "value_set": roles}),
+        ("expect_column_values_to_be_in_set", {"column": "model_version", "value_set": versions}),
+    ]
+    return out
+
+
+def run_sql_suite(warehouse_url: str, table: str, suite_name: str, expectations: list[Expectation], gx_root: Path,
+                  label: str) -> ValidationReport:
+    """Validate a warehouse table in place (the queries run in the database: memory stays flat)."""
+    import sqlalchemy as sa
+
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # GX stores datasource configs on disk: keep the URL (and any password in it) out of them
+    os.environ["BATCHML_GX_WAREHOUSE_URL"] = warehouse_url
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    gx_objects = [_gx_class(name)(**kwargs) for name, kwargs in expectations]
+    with _locked(gx_root):
+        context = gx.get_context(mode="file", project_root_dir=str(gx_root.parent))
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        datasource = context.data_sources.add_or_update_sql(
+            "batchml_warehouse", connection_string="${BATCHML_GX_WAREHOUSE_URL}"
+        )
+        try:
+            datasource.delete_asset(table)
+        except LookupError:
+            pass
+        asset = datasource.add_table_asset(name=table, table_name=table)
+        batch = asset.add_batch_definition_whole_table("whole")
+        suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, expectations=gx_objects))
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=suite_name, data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(name=suite_name, validation_definitions=[definition],
+                          actions=[UpdateDataDocsAction(name="update_data_docs")],
+                          result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
+        )
+        result = checkpoint.run(run_id=gx.core.run_identifier.RunIdentifier(run_name=label))
+        (identifier, validation), = result.run_results.items()
+        urls = context.get_docs_sites_urls(resource_identifier=identifier)
+        # they point at a staging table that is about to go: remove them, checkpoint first (it refers to the rest)
+        context.checkpoints.delete(suite_name)
+        context.validation_definitions.delete(suite_name)
+        datasource.delete_asset(table)
+    rows = _count_rows(warehouse_url, table, sa)
+    failures = [_failure(r) for r in validation.results if not r.success]
+    report = ValidationReport(suite_name, bool(validation.success), len(validation.results), rows, failures,
+                              urls[0]["site_url"] if urls else None)
+    log.info("%s; Data Docs: %s", report.summary(), report.data_docs)
+    return report
+
+
+def _count_rows(url: str, table: str, sa) -> int:
+    from batchml.warehouse import check_identifier
+
+    check_identifier(table)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar())
+    finally:
+        engine.dispose()

@@ -232,3 +232,252 @@ def registry_events(engine, model_name: str) -> list[dict]:
             item["metrics"] = json.loads(item["metrics"])
             out.append(item)
     return out
+
+
+# Score tables ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoreColumn:
+    name: str
+    arrow: str  # pyarrow type name: string, date32, float64, int16, int32, bool, timestamp
+    pg: str
+    sqlite: str
+    nullable: bool
+    comment: str
+
+
+def score_columns(entity_key: str, reasons: int) -> list[ScoreColumn]:
+    """The columns of a use case's score table, in order (the Arrow batches written by scoring match them)."""
+    check_identifier(entity_key, "entity key")
+    cols = [
+        ScoreColumn(entity_key, "string", "TEXT", "TEXT", False, "Entity scored."),
+        ScoreColumn("as_of_date", "date32", "DATE", "DATE", False,
+                    "Date the score is for: features use data strictly before this date (00:00 UTC)."),
+        ScoreColumn("model_role", "string", "VARCHAR(16)", "VARCHAR(16)", False,
+                    "champion (the model in use) or challenger (shadow scores, for comparison only)."),
+        ScoreColumn("score", "float64", "DOUBLE PRECISION", "REAL", False, "Probability of the label (0 to 1)."),
+        ScoreColumn("risk_decile", "int16", "SMALLINT", "SMALLINT", False,
+                    "Decile of the score among this date's rows of the same model: 1 = the highest 10%."),
+        ScoreColumn("risk_band", "string", "VARCHAR(32)", "VARCHAR(32)", False,
+                    "Band from the spec's thresholds (e.g. high, medium, low)."),
+    ]
+    for i in range(1, reasons + 1):
+        cols += [
+            ScoreColumn(f"reason_{i}", "string", "TEXT", "TEXT", True,
+                        f"Feature with the {_ordinal(i)} largest contribution to the score (SHAP)."),
+            ScoreColumn(f"reason_{i}_value", "string", "TEXT", "TEXT", True, f"Value of reason_{i} for this entity."),
+            ScoreColumn(f"reason_{i}_impact", "float64", "DOUBLE PRECISION", "REAL", True,
+                        f"Contribution of reason_{i} to the log-odds of the score (positive raises the risk)."),
+        ]
+    cols += [
+        ScoreColumn("reasons_exact", "bool", "BOOLEAN", "BOOLEAN", False,
+                    "True: exact TreeSHAP reason codes; false: approximate (Saabas) or none (see the README)."),
+        ScoreColumn("model_name", "string", "TEXT", "TEXT", False, "Registered MLflow model name."),
+        ScoreColumn("model_version", "int32", "INTEGER", "INTEGER", False,
+                    "MLflow model version, pinned once per scoring run."),
+        ScoreColumn("airflow_run_id", "string", "TEXT", "TEXT", False, "Airflow run that wrote the row."),
+        ScoreColumn("scored_at", "timestamp", "TIMESTAMPTZ", "TIMESTAMP", False, "When the row was scored (UTC)."),
+    ]
+    return cols
+
+
+def _ordinal(i: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(i, f"{i}th")
+
+
+def arrow_schema(columns: list[ScoreColumn]):
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "date32": pa.date32(), "float64": pa.float64(), "int16": pa.int16(),
+             "int32": pa.int32(), "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC")}
+    return pa.schema([pa.field(c.name, types[c.arrow], nullable=c.nullable) for c in columns])
+
+
+def _ddl_columns(columns: list[ScoreColumn], dialect: str) -> str:
+    return ", ".join(
+        f"{c.name} {c.pg if dialect == 'postgresql' else c.sqlite}{'' if c.nullable else ' NOT NULL'}" for c in columns
+    )
+
+
+def score_table_migrations(table: str, entity_key: str, reasons: int) -> list[Migration]:
+    """Versioned DDL of one score table, its views and (PostgreSQL) comments."""
+    import sqlalchemy as sa
+
+    check_identifier(table)
+    if len(table) > 45:
+        raise WarehouseError(f"table name {table!r} is longer than 45 characters (partition names need the rest)")
+    columns = score_columns(entity_key, reasons)
+    key = entity_key
+
+    def v1(conn, dialect: str) -> None:
+        pk = f"PRIMARY KEY (as_of_date, model_role, {key})"
+        if dialect == "postgresql":
+            conn.execute(sa.text(f"CREATE TABLE {table} ({_ddl_columns(columns, dialect)}, {pk}) "
+                                 "PARTITION BY LIST (as_of_date)"))
+            _comment(conn, f"TABLE {table}",
+                     "Batch scores, one row per entity, date and model role. Written by the scoring DAG; each date "
+                     f"is replaced atomically. Analysts: use the views {table}_champion and {table}_latest.")
+            for c in columns:
+                _comment(conn, f"COLUMN {table}.{c.name}", c.comment)
+        else:
+            conn.execute(sa.text(f"CREATE TABLE {table} ({_ddl_columns(columns, dialect)}, {pk})"))
+        conn.execute(sa.text(f"CREATE INDEX ix_{table}_entity ON {table} ({key}, as_of_date)"))
+        conn.execute(sa.text(f"CREATE VIEW {table}_champion AS SELECT * FROM {table} WHERE model_role = 'champion'"))
+        conn.execute(sa.text(
+            f"CREATE VIEW {table}_latest AS SELECT s.* FROM {table} s JOIN "
+            f"(SELECT {key}, MAX(as_of_date) AS as_of_date FROM {table} WHERE model_role = 'champion' "
+            f"GROUP BY {key}) m ON s.{key} = m.{key} AND s.as_of_date = m.as_of_date "
+            "WHERE s.model_role = 'champion'"))
+        if dialect == "postgresql":
+            _comment(conn, f"VIEW {table}_champion", "Champion scores of every date: the analysts' default view.")
+            _comment(conn, f"VIEW {table}_latest", "Each entity's most recent champion score.")
+
+    return [Migration(f"scores:{table}", 1, f"score table {table}, views, comments", v1)]
+
+
+def _comment(conn, target: str, text: str) -> None:
+    """COMMENT ON takes no bind parameters: quote the (package-defined) text as a SQL literal."""
+    import sqlalchemy as sa
+
+    conn.execute(sa.text(f"COMMENT ON {target} IS '" + text.replace("'", "''") + "'"))
+
+
+def ensure_score_table(engine, table: str, entity_key: str, reasons: int) -> list[str]:
+    return migrate(engine, CORE_MIGRATIONS + score_table_migrations(table, entity_key, reasons))
+
+
+def staging_table_name(table: str, day: dt.date, run_label: str) -> str:
+    import hashlib
+
+    return check_identifier(f"{table}_s{day:%Y%m%d}_{hashlib.sha1(run_label.encode()).hexdigest()[:8]}")
+
+
+def create_staging_table(engine, staging: str, columns: list[ScoreColumn], day: dt.date) -> None:
+    """An empty table shaped like the score table, keyless (loaded fast, validated, then swapped in), that only
+    accepts rows of `day` (on PostgreSQL the same CHECK lets ATTACH PARTITION skip its scan)."""
+    import sqlalchemy as sa
+
+    check_identifier(staging)
+    day_sql = f"DATE '{day.isoformat()}'" if engine.dialect.name == "postgresql" else f"'{day.isoformat()}'"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {staging}"))
+        conn.execute(sa.text(
+            f"CREATE TABLE {staging} ({_ddl_columns(columns, engine.dialect.name)}, CONSTRAINT {staging}_day "
+            f"CHECK (as_of_date IS NOT NULL AND as_of_date = {day_sql}))"))
+
+
+def drop_table(engine, name: str) -> None:
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {check_identifier(name)}"))
+
+
+def bulk_load(engine, table: str, batches, schema) -> int:
+    """Append Arrow record batches to `table` and return the row count.
+
+    PostgreSQL: binary COPY through the ADBC driver (streamed, no per-row Python work). SQLite: executemany in
+    one transaction per batch.
+    """
+    import pyarrow as pa
+
+    check_identifier(table)
+    rows = 0
+    if engine.dialect.name == "postgresql":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+        def counted():
+            nonlocal rows
+            for batch in batches:
+                rows += batch.num_rows
+                yield batch
+
+        reader = pa.RecordBatchReader.from_batches(schema, counted())
+        with adbc.connect(uri) as conn:
+            with conn.cursor() as cur:
+                cur.adbc_ingest(table, reader, mode="append")
+            conn.commit()
+        return rows
+    names = schema.names
+    placeholders = ", ".join("?" for _ in names)
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        for batch in batches:
+            columns = [_sqlite_values(batch.column(i)) for i in range(batch.num_columns)]
+            cur.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})", zip(*columns, strict=True))
+            rows += batch.num_rows
+            raw.commit()
+    finally:
+        raw.close()
+    return rows
+
+
+def _sqlite_values(array) -> list:
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(array.type):
+        return [None if v is None else v.strftime("%Y-%m-%d %H:%M:%S.%f") for v in array.to_pylist()]
+    if pa.types.is_date(array.type):
+        return [None if v is None else v.isoformat() for v in array.to_pylist()]
+    return array.to_pylist()
+
+
+def publish_partition(engine, table: str, staging: str, day: dt.date) -> None:
+    """Replace `day`'s rows of `table` by the staging table's, atomically.
+
+    PostgreSQL: the staging table becomes the partition for `day` (detach + attach in one transaction: a metadata
+    swap, no row copy). SQLite: delete + insert-select in one transaction. Readers see the old rows or the new
+    ones, never a mix; on any error nothing changes.
+    """
+    import sqlalchemy as sa
+
+    check_identifier(table)
+    check_identifier(staging)
+    partition = check_identifier(f"{table}_p{day:%Y%m%d}")
+    try:
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                # the key first, so that ATTACH does not build an index while it holds its lock
+                pk_cols = ", ".join(_primary_key(conn, table))
+                conn.execute(sa.text(f"ALTER TABLE {staging} ADD PRIMARY KEY ({pk_cols})"))
+            with engine.begin() as conn:
+                conn.execute(sa.text("SET LOCAL lock_timeout = '60s'"))
+                exists = conn.execute(sa.text("SELECT to_regclass(:p)"), {"p": partition}).scalar()
+                if exists:
+                    conn.execute(sa.text(f"ALTER TABLE {table} DETACH PARTITION {partition}"))
+                    conn.execute(sa.text(f"DROP TABLE {partition}"))
+                conn.execute(sa.text(f"ALTER TABLE {staging} RENAME TO {partition}"))
+                conn.execute(sa.text(f"ALTER TABLE {table} ATTACH PARTITION {partition} "
+                                     f"FOR VALUES IN (DATE '{day.isoformat()}')"))
+        else:
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"DELETE FROM {table} WHERE as_of_date = :d"), {"d": day.isoformat()})
+                conn.execute(sa.text(f"INSERT INTO {table} SELECT * FROM {staging}"))
+                conn.execute(sa.text(f"DROP TABLE {staging}"))
+    except sa.exc.SQLAlchemyError as exc:
+        raise WarehouseError(f"publishing {table} for {day} failed, previous rows are intact: {exc}") from exc
+
+
+def _primary_key(conn, table: str) -> list[str]:
+    import sqlalchemy as sa
+
+    rows = conn.execute(sa.text(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+        "WHERE i.indrelid = CAST(:t AS regclass) AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)"),
+        {"t": table}).scalars().all()
+    return list(rows)
+
+
+def drop_stale_staging(engine, table: str, day: dt.date) -> list[str]:
+    """Drop staging tables that earlier failed runs for `day` left behind."""
+    import sqlalchemy as sa
+
+    prefix = f"{check_identifier(table)}_s{day:%Y%m%d}_"
+    stale = [n for n in sa.inspect(engine).get_table_names() if n.startswith(prefix)]
+    for name in stale:
+        drop_table(engine, name)
+    return stale

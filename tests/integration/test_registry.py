@@ -6,7 +6,6 @@ import re
 import joblib
 import numpy as np
 import pytest
-
 from batchml import registry, warehouse
 from batchml.registry import decide
 from batchml.specs import UseCaseSpec
@@ -55,43 +54,8 @@ def test_disabled_gate_promotes_without_comparing(churn_spec):
     assert decision.verdict == "champion" and "gate disabled" in decision.reasons[-1]
 
 
-@pytest.fixture(scope="module")
-def trained_folder(tiny_spec, tiny_lake, tmp_path_factory):
-    """One finished training run (candidates trained with a tiny budget, evaluated) on the synthetic lake."""
-    from batchml.pipelines import training as steps
-    from batchml.settings import Settings
-
-    features_root, raw_root = tiny_lake
-    settings = Settings(data_root=features_root.parent, landing_url=str(raw_root))
-    folder = tmp_path_factory.mktemp("trained") / "run"
-    ref = steps.build_training_set(tiny_spec, settings, T, folder)
-    ref = steps.train_candidates(tiny_spec, settings, ref, trials=2, timeout=None)
-    return steps.evaluate(tiny_spec, settings, ref)
-
-
-@pytest.fixture
-def trained_run(trained_folder, tiny_lake, isolated_home):
-    """Settings with this test's own MLflow store and warehouse, and `run(label)` giving a copy of the trained run."""
-    import shutil
-    from pathlib import Path
-
-    features_root, raw_root = tiny_lake
-    # the data root is the shared lake; MLflow, the warehouse and run folders default to this test's own home
-    settings = isolated_home(data_root=features_root.parent, landing_url=raw_root)
-
-    def run(label: str) -> dict:
-        folder = settings.home / "runs" / label
-        shutil.copytree(trained_folder["run_dir"], folder)
-        evaluation = folder / "evaluation.json"  # plot paths point into the copied folder
-        evaluation.write_text(evaluation.read_text().replace(str(Path(trained_folder["run_dir"])), str(folder)))
-        return {**trained_folder, "run_dir": str(folder)}
-
-    return settings, run
-
-
 def test_first_model_becomes_champion_and_loads_back_with_the_same_probabilities(tiny_spec, trained_run):
     import mlflow
-
     from batchml.pipelines import training as steps
     from batchml.training import TrainingSet
 

@@ -1,0 +1,76 @@
+"""The training DAG run by a real Airflow (dag.test) on small generated data, twice: the second run meets the
+first run's champion at the gate."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.mlflow]
+
+T = dt.date(2026, 7, 1)
+
+
+def _run(dag, day: dt.date, conf: dict | None = None):
+    from airflow.utils.session import create_session
+
+    run = dag.test(logical_date=dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), run_conf=conf)
+    with create_session() as session:
+        tis = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
+        states = {k: ti.state for k, ti in tis.items()}
+        result = tis["register_and_gate"].xcom_pull(task_ids="register_and_gate", session=session) \
+            if states.get("register_and_gate") == "success" else None
+    return run, states, result
+
+
+def test_training_dag_registers_a_champion_then_gates_the_next_run(
+    airflow_db, small_training_spec, training_landing, isolated_home
+):
+    from batchml import registry, warehouse
+    from batchml.pipelines.training import build_training_dag
+    from batchml.storage import feature_partition_dir
+    from batchml.training import SPLITS, snapshot_plan
+
+    settings = isolated_home(landing_url=training_landing.url)
+    dag = build_training_dag(small_training_spec, settings)
+    run, states, first = _run(dag, T, {"reason": "first model for the demo"})
+    assert run.state == "success", states
+    plan = snapshot_plan(small_training_spec, T)
+    for s in (s for name in SPLITS for s in plan[name]):  # the missing snapshots were built and published
+        assert (feature_partition_dir(settings.features_root, "churn", s) / "part-0.parquet").exists()
+    assert first["verdict"] == "champion" and first["version"] == 1
+    assert Path(first["model_card"]).exists()
+    assert first["test_roc_auc"] > 0.6
+
+    run, states, second = _run(dag, T, {"trials": 1})
+    assert run.state == "success", states
+    assert second["version"] == 2
+    assert second["verdict"] in ("challenger", "champion", "rejected")
+    client = registry.connect(settings)
+    champion = registry.resolve_champion(client, "churn")
+    events = warehouse.registry_events(warehouse.create_engine(settings.warehouse_url), "churn")
+    assert [e["model_version"] for e in events] == [1, 2]
+    gate = events[-1]
+    assert gate["metrics"]["champion"], "the second run must be compared with the first run's champion"
+    margin = small_training_spec.training.gate.margin
+    beat = gate["metrics"]["candidate"]["roc_auc"] >= gate["metrics"]["champion"]["roc_auc"] + margin
+    assert (champion == 2) == (beat and second["verdict"] == "champion")
+    tags = client.get_run(first["mlflow_run_id"]).data.tags
+    assert tags["batchml.reason"] == "first model for the demo"
+
+
+def test_too_few_rows_fails_before_anything_is_registered(airflow_db, small_training_spec, training_landing, isolated_home):
+    from batchml import registry
+    from batchml.pipelines.training import build_training_dag
+    from batchml.specs import UseCaseSpec
+
+    data = small_training_spec.model_dump()
+    data["training"]["min_rows"] = 100_000
+    spec = UseCaseSpec.model_validate(data)
+    settings = isolated_home(landing_url=training_landing.url)
+    run, states, _ = _run(build_training_dag(spec, settings), T)
+    assert run.state == "failed"
+    assert states["build_training_set"] == "failed"
+    assert states["register_and_gate"] == "upstream_failed"
+    client = registry.connect(settings)
+    assert client.search_registered_models() == []  # the registry is unchanged
