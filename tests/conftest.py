@@ -166,10 +166,22 @@ def s3_env(s3_server, monkeypatch):
     return bucket
 
 
+@pytest.fixture(scope="session")
+def mlflow_db_template(tmp_root) -> Path:
+    """An empty, migrated MLflow SQLite store: copied per test instead of migrating a new one (~4 s) each time."""
+    from mlflow import MlflowClient
+
+    path = tmp_root / "mlflow-template.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def isolated_home(tmp_path, monkeypatch):
-    """Fresh batchml local state (data lake, GX project) for one test; returns its settings factory."""
+def isolated_home(tmp_path, monkeypatch, mlflow_db_template):
+    """Fresh batchml local state (data lake, GX project, MLflow store) for one test; returns a settings factory."""
     monkeypatch.setenv("BATCHML_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir(exist_ok=True)
+    shutil.copy(mlflow_db_template, tmp_path / "home" / "mlflow.db")
 
     def settings(**env):
         for key, value in env.items():
@@ -341,3 +353,27 @@ def pg_url(pg_server):
     with psycopg.connect(pg_server.libpq_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return pg_server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def warehouse_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'warehouse.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def scoring_env(tiny_spec, tiny_lake, trained_folder, isolated_home, warehouse_url):
+    """Settings with the tiny lake's features, a fresh MLflow store holding champion v1, and the given warehouse
+    (SQLite, then the session's PostgreSQL)."""
+    features_root, raw_root = tiny_lake
+    settings = isolated_home(data_root=features_root.parent, landing_url=raw_root, warehouse_url=warehouse_url)
+    folder = settings.home / "run"
+    shutil.copytree(trained_folder["run_dir"], folder)
+    evaluation = folder / "evaluation.json"
+    evaluation.write_text(evaluation.read_text().replace(trained_folder["run_dir"], str(folder)))
+    from batchml.pipelines import training as training_steps
+
+    result = training_steps.register_and_gate(tiny_spec, settings, {**trained_folder, "run_dir": str(folder)}, "t1")
+    assert result["verdict"] == "champion"
+    return settings

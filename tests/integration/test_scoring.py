@@ -1,0 +1,264 @@
+"""Batch scoring into the warehouse: idempotent, atomic, pinned, with reason codes that are real SHAP values.
+
+Runs on SQLite and on the PostgreSQL server the suite starts itself."""
+
+import datetime as dt
+import re
+import shutil
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from batchml import registry
+from batchml import warehouse as wh
+from batchml.pipelines import scoring as steps
+from batchml.pipelines import training as training_steps
+
+pytestmark = pytest.mark.mlflow
+D = dt.date(2026, 5, 25)  # a snapshot of the tiny lake: its feature partition exists
+VOLATILE = ["scored_at", "airflow_run_id"]
+
+
+def score(spec, settings, label: str, pinned: dict | None = None, as_of: dt.date = D) -> dict:
+    pinned = pinned or steps.pin_models(spec, settings)
+    ref = steps.score_features(spec, settings, as_of, pinned, f"manual__{label}", label)
+    ref = steps.load_staging(spec, settings, ref, label)
+    ref = steps.validate_scores(spec, settings, ref, label)
+    return steps.publish_scores(spec, settings, ref)
+
+
+def rows(settings, table="tiny_scores", where="") -> pd.DataFrame:
+    engine = wh.create_engine(settings.warehouse_url)
+    frame = pd.read_sql(f"SELECT * FROM {table} {where}", engine)
+    engine.dispose()
+    return frame.sort_values(["model_role", "user_id"]).reset_index(drop=True)
+
+
+def test_scoring_a_date_twice_gives_identical_rows(tiny_spec, scoring_env):
+    first = score(tiny_spec, scoring_env, "a")
+    before = rows(scoring_env)
+    second = score(tiny_spec, scoring_env, "b")
+    after = rows(scoring_env)
+    assert first["rows"] == second["rows"] == len(after) == 400  # one row per entity, no duplicates
+    pd.testing.assert_frame_equal(before.drop(columns=VOLATILE), after.drop(columns=VOLATILE))
+    assert set(after.airflow_run_id) == {"manual__b"}
+    assert after.score.between(0, 1).all() and after.user_id.is_unique
+    # deciles: ten groups of about the same size, decile 1 the highest scores
+    sizes = after.risk_decile.value_counts().sort_index()
+    assert list(sizes.index) == list(range(1, 11)) and sizes.max() - sizes.min() <= 4
+    means = after.groupby("risk_decile").score.mean()
+    assert means.is_monotonic_decreasing
+    # the top exact_share has exact reason codes, with the feature's value
+    exact = after.reasons_exact.astype(bool)  # SQLite keeps booleans as 0/1
+    top = after[exact]
+    assert len(top) == pytest.approx(0.1 * 400, abs=2) and top.score.min() >= after[~exact].score.max()
+    assert top.reason_1.notna().all() and top.reason_1_value.notna().all()
+    # the analysts' views
+    assert len(rows(scoring_env, "tiny_scores_latest")) == 400
+    assert set(rows(scoring_env, "tiny_scores_champion").model_role) == {"champion"}
+    # the staging table and files are gone
+    names = sa.inspect(wh.create_engine(scoring_env.warehouse_url)).get_table_names()
+    assert not [n for n in names if "_s2026" in n]
+    assert not (scoring_env.staging_root / "scores" / "tiny" / "dt=2026-05-25").exists()
+
+
+def test_a_failure_half_way_through_loading_leaves_the_previous_rows(tiny_spec, scoring_env, monkeypatch):
+    score(tiny_spec, scoring_env, "good")
+    before = rows(scoring_env)
+    real_bulk_load = wh.bulk_load
+
+    def failing_bulk_load(engine, table, batches, schema):
+        def some_rows_then_crash():
+            for batch in batches:
+                yield batch.slice(0, 50)  # part of the rows reach the warehouse...
+                raise RuntimeError("disk full (injected)")  # ...then the load dies
+        return real_bulk_load(engine, table, some_rows_then_crash(), schema)
+
+    monkeypatch.setattr(wh, "bulk_load", failing_bulk_load)
+    pinned = steps.pin_models(tiny_spec, scoring_env)
+    ref = steps.score_features(tiny_spec, scoring_env, D, pinned, "manual__crash", "crash")
+    with pytest.raises(Exception, match="injected"):
+        steps.load_staging(tiny_spec, scoring_env, ref, "crash")
+    after = rows(scoring_env)
+    pd.testing.assert_frame_equal(before, after)
+    names = sa.inspect(wh.create_engine(scoring_env.warehouse_url)).get_table_names()
+    assert not [n for n in names if "_s2026" in n], "the partial staging table must be dropped"
+
+
+def test_invalid_scores_are_not_published(tiny_spec, scoring_env):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    score(tiny_spec, scoring_env, "good")
+    before = rows(scoring_env)
+    pinned = steps.pin_models(tiny_spec, scoring_env)
+    ref = steps.score_features(tiny_spec, scoring_env, D, pinned, "manual__bad", "bad")
+    table = pq.read_table(ref["staged_file"])
+    bad = table.column("score").to_numpy().copy()
+    bad[:3] = 1.7
+    pq.write_table(table.set_column(table.schema.get_field_index("score"), "score", pa.array(bad)), ref["staged_file"])
+    ref = steps.load_staging(tiny_spec, scoring_env, ref, "bad")
+    with pytest.raises(Exception, match=r"expect_column_values_to_be_between on score.*3 unexpected"):
+        steps.validate_scores(tiny_spec, scoring_env, ref, "bad")
+    pd.testing.assert_frame_equal(before, rows(scoring_env))
+    names = sa.inspect(wh.create_engine(scoring_env.warehouse_url)).get_table_names()
+    assert ref["staging_table"] not in names
+
+
+def test_versions_are_pinned_for_the_whole_run(tiny_spec, scoring_env):
+    pinned = steps.pin_models(tiny_spec, scoring_env)
+    assert pinned == {"model_name": "tiny", "champion": 1, "challenger": None}
+    # a second version is registered and promoted while the run is in progress
+    folder = scoring_env.home / "run"
+    training_steps.register_and_gate(tiny_spec, scoring_env, {"run_dir": str(folder), "valid_score": 0.9}, "t2")
+    training_steps.admin_action(tiny_spec, scoring_env, "promote", 2, "promoted mid-run", "test", "admin")
+    score(tiny_spec, scoring_env, "pinned", pinned=pinned)
+    assert set(rows(scoring_env).model_version) == {1}
+    score(tiny_spec, scoring_env, "next")  # the next run pins the new champion
+    assert set(rows(scoring_env).model_version) == {2}
+
+
+def test_challenger_is_shadow_scored_but_not_in_the_analysts_views(tiny_spec, scoring_env):
+    folder = scoring_env.home / "run"
+    result = training_steps.register_and_gate(tiny_spec, scoring_env, {"run_dir": str(folder), "valid_score": 0.9}, "t2")
+    assert result["verdict"] == "challenger"  # same model: not better by the margin
+    out = score(tiny_spec, scoring_env, "shadow")
+    assert (out["champion"], out["challenger"], out["rows"]) == (1, 2, 800)
+    all_rows = rows(scoring_env)
+    assert all_rows.groupby("model_role").model_version.unique().to_dict() == {"challenger": [2], "champion": [1]}
+    assert len(rows(scoring_env, "tiny_scores_champion")) == 400
+    assert set(rows(scoring_env, "tiny_scores_latest").model_version) == {1}
+
+
+@pytest.mark.parametrize("damage", ["no_champion", "missing_partition", "empty_partition", "wrong_columns",
+                                    "unreachable_warehouse"])
+def test_bad_input_fails_clearly_and_writes_nothing(damage, tiny_spec, scoring_env, monkeypatch, tmp_path):
+    from batchml.errors import BatchMLError
+    from batchml.storage import feature_partition_file
+
+    as_of, fragment = D, None
+    if damage == "no_champion":
+        client = registry.connect(scoring_env)
+        client.delete_registered_model_alias("tiny", "champion")
+        fragment = "has no champion yet: run the training DAG"
+    elif damage == "missing_partition":
+        as_of, fragment = dt.date(2026, 5, 26), "no feature partition for 2026-05-26: run tiny__features first"
+    else:
+        # work on a private copy of the lake's partition
+        private = tmp_path / "features"
+        shutil.copytree(scoring_env.features_root, private)
+        monkeypatch.setenv("BATCHML_DATA_ROOT", str(tmp_path))
+        from batchml.settings import get_settings
+
+        settings = get_settings()
+        part = feature_partition_file(settings.features_root, "tiny", D)
+        frame = pd.read_parquet(part)
+        if damage == "empty_partition":
+            frame.head(0).to_parquet(part)
+            fragment = "the feature partition for 2026-05-25 is empty"
+        elif damage == "wrong_columns":
+            frame.drop(columns=["ev_count_2d"]).to_parquet(part)
+            fragment = "columns ['ev_count_2d'] of the model's signature are missing"
+        else:
+            monkeypatch.setenv("BATCHML_WAREHOUSE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/nowhere")
+            settings = get_settings()
+            fragment = "cannot reach the warehouse"
+        scoring_env = settings
+    with pytest.raises(BatchMLError, match=re.escape(fragment)):
+        score(tiny_spec, scoring_env, "bad", as_of=as_of)
+    if damage != "unreachable_warehouse":
+        engine = wh.create_engine(scoring_env.warehouse_url)
+        assert "tiny_scores" not in sa.inspect(engine).get_table_names() or rows(scoring_env).empty
+
+
+def test_table_names_from_specs_cannot_inject_sql(tiny_spec):
+    from batchml.errors import SpecError
+    from batchml.specs import UseCaseSpec
+
+    data = tiny_spec.model_dump()
+    data["scoring"]["table"] = "scores; DROP TABLE users"
+    with pytest.raises(Exception, match="should match pattern"):
+        UseCaseSpec.model_validate(data)
+    with pytest.raises(wh.WarehouseError, match="not a valid identifier"):
+        wh.check_identifier('scores"; DROP TABLE users; --')
+    assert SpecError
+
+
+@pytest.mark.s3
+def test_scores_are_exported_to_s3(tiny_spec, scoring_env, s3_env):
+    import boto3
+    import pyarrow.parquet as pq
+    from pyarrow import BufferReader
+
+    data = tiny_spec.model_dump()
+    data["scoring"]["export_url"] = f"s3://{s3_env}/exports"
+    spec = type(tiny_spec).model_validate(data)
+    out = score(spec, scoring_env, "export")
+    assert out["exported"] == f"s3://{s3_env}/exports/tiny_scores/dt=2026-05-25/scores.parquet"
+    body = boto3.client("s3").get_object(Bucket=s3_env, Key="exports/tiny_scores/dt=2026-05-25/scores.parquet")["Body"].read()
+    assert pq.read_table(BufferReader(body)).num_rows == 400
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "lightgbm", "logistic_regression"])
+def test_reason_codes_agree_with_shap(kind, tiny_spec, tiny_training_set):
+    import shap
+    from batchml.scoring import contributions, per_feature, top_reasons
+    from batchml.training import tune_candidate
+
+    cand = next(c for c in tiny_spec.training.candidates if c.kind == kind)
+    model = tune_candidate(cand, tiny_training_set, tiny_spec, trials=1).model
+    sample = tiny_training_set.frames["test"].head(200)
+    X = model.transform(sample)
+    ours = contributions(model, X)
+    if kind == "logistic_regression":
+        background = model.transform(tiny_training_set.frames["train"])
+        masker = shap.maskers.Independent(background, max_samples=len(background))  # the whole training mean
+        theirs = shap.LinearExplainer(model.estimator, masker).shap_values(X)
+    elif kind == "xgboost":  # explain the trees the predictions use (up to the early-stopping iteration)
+        theirs = shap.TreeExplainer(model.estimator.get_booster()[: model.info["best_iteration"] + 1]).shap_values(X)
+    else:  # likewise for LightGBM: a booster holding the trees up to the best iteration
+        import lightgbm as lgb
+
+        best = model.info["best_iteration"]
+        booster = lgb.Booster(model_str=model.estimator.booster_.model_to_string(num_iteration=best))
+        theirs = shap.TreeExplainer(booster).shap_values(X)
+        theirs = theirs[1] if isinstance(theirs, list) else theirs
+        theirs = theirs[:, :, 1] if np.ndim(theirs) == 3 else theirs
+    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-3)
+    if kind != "logistic_regression":  # additivity: contributions + bias = the model's raw margin
+        p = model.raw_proba(sample)
+        margin = np.log(p / (1 - p))
+        bias = margin - ours.sum(axis=1)
+        np.testing.assert_allclose(bias, bias[0], atol=1e-4)
+    features, per = per_feature(model, ours)
+    assert features == model.features  # one-hot columns fold back into their feature
+    names, values, impacts = top_reasons(features, per, sample, 3)
+    row = 0
+    expected = pd.Series(per[row], index=features).abs().sort_values(ascending=False, kind="stable").index[:3]
+    assert list(names[row]) == list(expected)
+    assert values[row][0] == str(round(sample.iloc[row][names[row][0]], 4)) or isinstance(sample.iloc[row][names[row][0]], str)
+
+
+def test_chunk_size_does_not_change_the_scores(tiny_spec, tiny_lake, trained_folder, tmp_path):
+    """Scoring 3,200 rows 1,000 at a time or all at once gives the same rows (bounded memory, same result)."""
+    from batchml.scoring import PinnedModel, score_partition
+
+    features_root, _ = tiny_lake
+    frames = [pd.read_parquet(p) for p in sorted((features_root / "tiny").glob("dt=*/part-0.parquet"))[:8]]
+    big = pd.concat(frames, ignore_index=True)
+    big["as_of_date"] = D
+    path = tmp_path / "big.parquet"
+    big.to_parquet(path)
+    model = joblib.load(f"{trained_folder['run_dir']}/selected.joblib")
+    out = {}
+    for chunk in (1000, 5000):
+        data = tiny_spec.model_dump()
+        data["scoring"]["chunk_rows"] = chunk
+        spec = type(tiny_spec).model_validate(data)
+        run = score_partition(spec, path, [PinnedModel("champion", "tiny", 1, model)], tmp_path / f"s{chunk}.parquet",
+                              D, "r")
+        out[chunk] = pd.read_parquet(run.staged_file).drop(columns=["scored_at"])
+    pd.testing.assert_frame_equal(out[1000], out[5000])
+    assert len(out[1000]) == len(big)
