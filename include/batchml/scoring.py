@@ -110,6 +110,15 @@ def _as_text(values: np.ndarray) -> np.ndarray:
     return np.asarray(pc.cast(pa.array(values), pa.string()).to_numpy(zero_copy_only=False), dtype=object)
 
 
+def score_table_columns(spec: UseCaseSpec):
+    """The score table's columns for this spec (entity, score, band, reasons, carried features, lineage)."""
+    from batchml.features import feature_columns
+    from batchml.warehouse import score_columns
+
+    kinds = feature_columns(spec)
+    return score_columns(spec.entity.key, spec.scoring.reason_codes.top, {c: kinds[c] for c in spec.scoring.columns})
+
+
 # Scoring a partition ---------------------------------------------------------------------------------------------
 
 
@@ -182,7 +191,7 @@ def score_partition(
     """Score every entity of the feature partition with each pinned model into one staged Parquet file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from batchml.warehouse import arrow_schema, score_columns
+    from batchml.warehouse import arrow_schema
 
     sc = spec.scoring
     key = spec.entity.key
@@ -211,7 +220,7 @@ def score_partition(
     edges = {role: h.decile_edges() for role, h in hists.items()}
     exact_cut = hists["champion"].upper_share_cutoff(sc.reason_codes.exact_share)
     thresholds = list(sc.bands.items())
-    columns = score_columns(key, sc.reason_codes.top)
+    columns = score_table_columns(spec)
     schema = arrow_schema(columns)
     scored_at = pd.Timestamp.now(tz="UTC")
     rows_in = rows_out = exact_rows = 0
@@ -239,6 +248,8 @@ def score_partition(
                     data[f"reason_{i}"] = names[:, i - 1] if names is not None and i <= names.shape[1] else None
                     data[f"reason_{i}_value"] = values[:, i - 1] if values is not None and i <= values.shape[1] else None
                     data[f"reason_{i}_impact"] = impacts[:, i - 1] if impacts is not None and i <= impacts.shape[1] else None
+                for col in sc.columns:
+                    data[col] = chunk[col].to_numpy()
                 data["reasons_exact"] = reasons[3] if reasons else np.zeros(len(chunk), dtype=bool)
                 data["model_name"] = np.full(len(chunk), m.name)
                 data["model_version"] = np.full(len(chunk), m.version, dtype="int32")

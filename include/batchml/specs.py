@@ -285,6 +285,8 @@ class ScoringSpec(_Spec):
     reason_codes: ReasonCodeSpec = ReasonCodeSpec()
     chunk_rows: int = Field(default=100_000, ge=1_000, le=5_000_000)
     """Rows scored at once: peak memory depends on this, not on the partition's size."""
+    columns: list[ColumnName] = []
+    """Feature columns copied into the score table as they are (e.g. segments analysts group by)."""
     shadow_challenger: bool = True
     """Also score the `challenger` alias, stored with model_role='challenger' (not in the analysts' views)."""
     export_url: str | None = Field(default=None, pattern=r"^s3://[^/]+(/.*)?$")
@@ -453,6 +455,12 @@ def _reference_errors(spec: UseCaseSpec) -> list[tuple[str, str]]:
     for i, col in enumerate(tr.segments):
         if col not in spec.features.static:
             errors.append((f"training.segments[{i}]", f"{col!r} is not a static feature; static: {spec.features.static}"))
+    from batchml.features import feature_columns
+
+    known = feature_columns(spec)
+    for i, col in enumerate(spec.scoring.columns):
+        if col not in known:
+            errors.append((f"scoring.columns[{i}]", f"{col!r} is not a feature column; features: {', '.join(known)}"))
     for src_name in spec.expectations.raw:
         if src_name not in sources:
             errors.append((f"expectations.raw.{src_name}", f"unknown source; declared: {', '.join(sorted(sources))}"))

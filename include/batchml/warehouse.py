@@ -59,7 +59,7 @@ def ping(engine) -> None:
     except sa.exc.SQLAlchemyError as exc:
         raise WarehouseError(
             f"cannot reach the warehouse at {engine.url.render_as_string(hide_password=True)}: "
-            f"{exc.__class__.__name__}: {str(exc.orig if hasattr(exc, 'orig') else exc).strip()[:300]}. "
+            f"{exc.__class__.__name__}: {' '.join(str(getattr(exc, 'orig', None) or exc).split())[:300]}. "
             "Check BATCHML_WAREHOUSE_URL and that the database is up."
         ) from None
 
@@ -167,7 +167,8 @@ def migrate(engine, migrations: list[Migration] | None = None) -> list[str]:
                 applied.append(f"{m.key} v{m.version}: {m.description}")
     except sa.exc.OperationalError as exc:
         raise WarehouseError(
-            f"cannot migrate the warehouse at {engine.url.render_as_string(hide_password=True)}: {exc.orig}. "
+            f"cannot migrate the warehouse at {engine.url.render_as_string(hide_password=True)}: "
+            f"{' '.join(str(exc.orig).split())[:300]}. "
             "Check BATCHML_WAREHOUSE_URL and that the database is up."
         ) from None
     for line in applied:
@@ -247,8 +248,11 @@ class ScoreColumn:
     comment: str
 
 
-def score_columns(entity_key: str, reasons: int) -> list[ScoreColumn]:
-    """The columns of a use case's score table, in order (the Arrow batches written by scoring match them)."""
+def score_columns(entity_key: str, reasons: int, carried: dict[str, str] | None = None) -> list[ScoreColumn]:
+    """The columns of a use case's score table, in order (the Arrow batches written by scoring match them).
+
+    `carried`: feature columns copied from the feature table, name -> feature kind (categorical or numeric).
+    """
     check_identifier(entity_key, "entity key")
     cols = [
         ScoreColumn(entity_key, "string", "TEXT", "TEXT", False, "Entity scored."),
@@ -270,6 +274,12 @@ def score_columns(entity_key: str, reasons: int) -> list[ScoreColumn]:
             ScoreColumn(f"reason_{i}_impact", "float64", "DOUBLE PRECISION", "REAL", True,
                         f"Contribution of reason_{i} to the log-odds of the score (positive raises the risk)."),
         ]
+    for name, kind in (carried or {}).items():
+        check_identifier(name.lower(), "carried column")
+        if kind == "categorical":
+            cols.append(ScoreColumn(name, "string", "TEXT", "TEXT", False, f"Feature {name}, copied for grouping."))
+        else:
+            cols.append(ScoreColumn(name, "float64", "DOUBLE PRECISION", "REAL", False, f"Feature {name} as scored."))
     cols += [
         ScoreColumn("reasons_exact", "bool", "BOOLEAN", "BOOLEAN", False,
                     "True: exact TreeSHAP reason codes; false: approximate (Saabas) or none (see the README)."),
@@ -300,15 +310,14 @@ def _ddl_columns(columns: list[ScoreColumn], dialect: str) -> str:
     )
 
 
-def score_table_migrations(table: str, entity_key: str, reasons: int) -> list[Migration]:
+def score_table_migrations(table: str, columns: list[ScoreColumn]) -> list[Migration]:
     """Versioned DDL of one score table, its views and (PostgreSQL) comments."""
     import sqlalchemy as sa
 
     check_identifier(table)
     if len(table) > 45:
         raise WarehouseError(f"table name {table!r} is longer than 45 characters (partition names need the rest)")
-    columns = score_columns(entity_key, reasons)
-    key = entity_key
+    key = columns[0].name
 
     def v1(conn, dialect: str) -> None:
         pk = f"PRIMARY KEY (as_of_date, model_role, {key})"
@@ -343,8 +352,19 @@ def _comment(conn, target: str, text: str) -> None:
     conn.execute(sa.text(f"COMMENT ON {target} IS '" + text.replace("'", "''") + "'"))
 
 
-def ensure_score_table(engine, table: str, entity_key: str, reasons: int) -> list[str]:
-    return migrate(engine, CORE_MIGRATIONS + score_table_migrations(table, entity_key, reasons))
+def ensure_score_table(engine, table: str, columns: list[ScoreColumn]) -> list[str]:
+    """Create or migrate the score table; refuse to write into one whose columns differ from the spec's."""
+    import sqlalchemy as sa
+
+    applied = migrate(engine, CORE_MIGRATIONS + score_table_migrations(table, columns))
+    existing = [c["name"] for c in sa.inspect(engine).get_columns(table)]
+    wanted = [c.name for c in columns]
+    if existing != wanted:
+        raise WarehouseError(
+            f"table {table} has columns {existing} but the spec now needs {wanted}; add a migration for the new "
+            "columns (see batchml.warehouse.score_table_migrations) or set scoring.table to a new table"
+        )
+    return applied
 
 
 def staging_table_name(table: str, day: dt.date, run_label: str) -> str:

@@ -77,10 +77,12 @@ def load_staging(spec: UseCaseSpec, settings: Settings, ref: dict, label: str) -
     table = spec.score_table
     engine = wh.create_engine(settings.warehouse_url)
     wh.ping(engine)
-    wh.ensure_score_table(engine, table, spec.entity.key, spec.scoring.reason_codes.top)
+    from batchml.scoring import score_table_columns
+
+    columns = score_table_columns(spec)
+    wh.ensure_score_table(engine, table, columns)
     wh.drop_stale_staging(engine, table, as_of)
     staging = wh.staging_table_name(table, as_of, label)
-    columns = wh.score_columns(spec.entity.key, spec.scoring.reason_codes.top)
     wh.create_staging_table(engine, staging, columns, as_of)
     started = time.perf_counter()
     try:
@@ -97,12 +99,13 @@ def load_staging(spec: UseCaseSpec, settings: Settings, ref: dict, label: str) -
 def validate_scores(spec: UseCaseSpec, settings: Settings, ref: dict, label: str) -> dict:
     """Great Expectations on the staging table, in the warehouse; a failure drops it and lists what failed."""
     from batchml import warehouse as wh
+    from batchml.scoring import score_table_columns
     from batchml.validation import raise_for_failures, run_sql_suite, score_suite
 
     started = time.perf_counter()
     roles = ["champion"] + (["challenger"] if ref.get("challenger") else [])
     versions = [ref["champion"]] + ([ref["challenger"]] if ref.get("challenger") else [])
-    columns = [c.name for c in wh.score_columns(spec.entity.key, spec.scoring.reason_codes.top)]
+    columns = [c.name for c in score_table_columns(spec)]
     suite = score_suite(spec.entity.key, columns, ref["entities"] * len(roles), roles, versions,
                         list(spec.scoring.bands), dt.date.fromisoformat(ref["as_of"]))
     report = run_sql_suite(settings.warehouse_url, ref["staging_table"], f"{spec.name}.scores", suite,
