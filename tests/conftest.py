@@ -210,6 +210,7 @@ def write_synthetic_lake(root: Path, spec, training_date: dt.date, users_per_sna
     import numpy as np
     import pandas as pd
     import pyarrow as pa
+
     from batchml.features import AS_OF_COLUMN, feature_columns
     from batchml.storage import Landing, feature_partition_dir
     from batchml.training import SPLITS, snapshot_plan

@@ -114,6 +114,9 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
     training = run_dag(settings, spec.dag_id("training"), as_of, {"reason": "batchml demo"})
     if not training.ok:
         return 1
+    scoring = run_dag(settings, spec.dag_id("scoring"), as_of)
+    if not scoring.ok:
+        return 1
 
     import pyarrow.parquet as pq
 
@@ -133,9 +136,36 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
             f"test ROC AUC {model['test_roc_auc']:.3f} vs logistic-regression baseline {model['baseline_test_roc_auc']:.3f}")
         say(f"  model card      {Path(model['model_card']).as_uri()}")
     say(f"  MLflow          mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}  (then http://127.0.0.1:5000)")
+    sample = _score_sample(settings, spec, as_of)
+    if sample is not None:
+        say(f"  scores          {spec.score_table} in {settings.warehouse_url}: {sample['rows']:,} rows for {as_of}; "
+            "highest risk:")
+        say(sample["text"])
     say(f"  DAG run logs    {settings.home / 'logs' / 'dag-runs'}")
     say("Next: `source bin/env.sh && airflow standalone` to browse the DAGs (see README, 'Run it locally').")
     return 0
+
+
+def _score_sample(settings: Settings, spec, as_of: dt.date) -> dict | None:
+    """The day's row count and its five highest-risk champion rows, read back from the warehouse."""
+    import pandas as pd
+
+    from batchml import warehouse as wh
+
+    engine = wh.create_engine(settings.warehouse_url)
+    table = wh.check_identifier(f"{spec.score_table}_champion")
+    key = spec.entity.key
+    try:
+        rows = pd.read_sql(f"SELECT COUNT(*) AS n FROM {table} WHERE as_of_date = :d", engine,
+                           params={"d": as_of.isoformat()}).n.iloc[0]
+        top = pd.read_sql(
+            f"SELECT {key}, score, risk_band, reason_1, reason_1_value, reason_2, reason_2_value FROM {table} "
+            "WHERE as_of_date = :d ORDER BY score DESC LIMIT 5", engine, params={"d": as_of.isoformat()})
+    finally:
+        engine.dispose()
+    top["score"] = top.score.map(lambda v: f"{v:.3f}")
+    text = "\n".join("                  " + line for line in top.to_string(index=False).splitlines())
+    return {"rows": int(rows), "text": text}
 
 
 def _latest_training_result(settings: Settings, spec) -> dict | None:

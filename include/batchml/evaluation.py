@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from batchml.training import BatchModel, metric_value
 
 log = logging.getLogger(__name__)

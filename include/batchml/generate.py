@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
 from batchml.storage import Landing
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from batchml.errors import BatchMLError
 from batchml.settings import Settings
 from batchml.specs import LOWER_IS_BETTER, UseCaseSpec

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from batchml.errors import BatchMLError
 from batchml.specs import UseCaseSpec
 from batchml.training import BatchModel
@@ -191,6 +192,7 @@ def score_partition(
     """Score every entity of the feature partition with each pinned model into one staged Parquet file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     from batchml.warehouse import arrow_schema
 
     sc = spec.scoring

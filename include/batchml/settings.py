@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from batchml.errors import SettingsError
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from batchml.errors import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _ENV_PREFIX = "BATCHML_"

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from batchml.errors import SpecError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from batchml.errors import SpecError
 
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,62}$"
 """Names that end up in paths, DAG ids and SQL identifiers: lower-case letters, digits, underscores."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from batchml.errors import BatchMLError
 from batchml.features import AS_OF_COLUMN, feature_columns
 from batchml.specs import LOWER_IS_BETTER, CandidateSpec, UseCaseSpec
@@ -63,6 +64,7 @@ def label_snapshots(
     """(entity, as_of_date) pairs with a label event in [as_of, as_of + horizon), from events before the training
     date only. Entities absent from the result have label 0."""
     import pyarrow.dataset as ds
+
     from batchml.features import as_of_timestamp
     from batchml.storage import Landing
 
@@ -377,6 +379,7 @@ def tune_candidate(
 ) -> TunedCandidate:
     """Optuna search within the budget (trials and seconds); returns the best configuration refitted."""
     import optuna
+
     from batchml.specs import SearchSpace
 
     tuning = spec.training.tuning

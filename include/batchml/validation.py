@@ -323,6 +323,7 @@ def active_population_size(spec: UseCaseSpec, raw_root: Path, as_of: dt.date) ->
     """Entities that started before `as_of` and had not left before it, counted independently of Spark."""
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
+
     from batchml.features import _landed_days, as_of_timestamp
 
     end = as_of_timestamp(as_of)

@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.airflow, pytest.mark.spark]
 def _run(spec, settings, day: dt.date, conf: dict | None = None):
     """Build the DAG with these settings and run it for `day`; returns {task_id: state} and the DAG run."""
     from airflow.utils.session import create_session
+
     from batchml.pipelines.features import build_dag
 
     dag = build_dag(spec, settings)

@@ -4,6 +4,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+
 from batchml import warehouse as wh
 
 pytestmark = [pytest.mark.airflow, pytest.mark.mlflow]

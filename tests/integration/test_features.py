@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+
 from batchml.errors import LandingError, SpecError
 from batchml.features import AS_OF_COLUMN, build_features, feature_columns, run_feature_job
 from batchml.specs import UseCaseSpec, load_spec

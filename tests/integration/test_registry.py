@@ -6,6 +6,7 @@ import re
 import joblib
 import numpy as np
 import pytest
+
 from batchml import registry, warehouse
 from batchml.registry import decide
 from batchml.specs import UseCaseSpec
@@ -56,6 +57,7 @@ def test_disabled_gate_promotes_without_comparing(churn_spec):
 
 def test_first_model_becomes_champion_and_loads_back_with_the_same_probabilities(tiny_spec, trained_run):
     import mlflow
+
     from batchml.pipelines import training as steps
     from batchml.training import TrainingSet
 

@@ -4,6 +4,7 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
+
 from batchml.generate import GeneratorConfig, generate
 from batchml.storage import Landing, read_partition
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+
 from batchml import registry
 from batchml import warehouse as wh
 from batchml.pipelines import scoring as steps
@@ -204,6 +205,7 @@ def test_scores_are_exported_to_s3(tiny_spec, scoring_env, s3_env):
 @pytest.mark.parametrize("kind", ["xgboost", "lightgbm", "logistic_regression"])
 def test_reason_codes_agree_with_shap(kind, tiny_spec, tiny_training_set):
     import shap
+
     from batchml.scoring import contributions, per_feature, top_reasons
     from batchml.training import tune_candidate
 

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+
 from batchml.errors import DataValidationError, LandingError
 from batchml.validation import (
     active_population_size,

@@ -5,6 +5,7 @@ import datetime as dt
 
 import pyarrow.dataset as ds
 import pytest
+
 from batchml.generate import CATEGORIES, DRIFT_CATEGORY, SOURCES, GeneratorConfig, generate
 from batchml.storage import Landing
 from batchml.validation import schema_failures

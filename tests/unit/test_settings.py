@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from batchml.errors import SettingsError
 from batchml.settings import REPO_ROOT, get_settings
 

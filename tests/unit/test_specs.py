@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from batchml.errors import SpecError
 from batchml.specs import discover_specs, get_spec, load_spec
 

@@ -6,6 +6,7 @@ import os
 
 import pyarrow as pa
 import pytest
+
 from batchml.errors import LandingError, PublishError
 from batchml.storage import (
     Landing,

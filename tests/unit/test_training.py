@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from batchml.specs import UseCaseSpec
 from batchml.storage import Landing, feature_partition_dir
 from batchml.training import (

@@ -75,6 +75,7 @@ def build(spark, spec: UseCaseSpec, settings: Settings, ref: dict, label: str) -
 def validate_features(spec: UseCaseSpec, settings: Settings, ref: dict, label: str) -> dict:
     """Great Expectations on the staged feature table: one row per active entity, no nulls, sane ranges."""
     import pandas as pd
+
     from batchml.features import AS_OF_COLUMN
     from batchml.validation import active_population_size, feature_suite, raise_for_failures, run_suite
 
@@ -127,6 +128,7 @@ Run one date locally: `airflow dags test {dag_id} 2026-06-01`.
 
 def build_dag(spec: UseCaseSpec, settings: Settings):
     from airflow.sdk import Param, dag, get_current_context, task
+
     from batchml.pipelines.common import (
         AS_OF_PARAM_DOC,
         default_args,

@@ -71,6 +71,7 @@ def score_features(spec: UseCaseSpec, settings: Settings, as_of: dt.date, pinned
 def load_staging(spec: UseCaseSpec, settings: Settings, ref: dict, label: str) -> dict:
     """Create the score table if needed (versioned DDL), then bulk-load the staged file into a staging table."""
     import pyarrow.parquet as pq
+
     from batchml import warehouse as wh
 
     as_of = dt.date.fromisoformat(ref["as_of"])
@@ -168,6 +169,7 @@ Analysts read the views `{table}_champion` and `{table}_latest`.
 
 def build_dag(spec: UseCaseSpec, settings: Settings):
     from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+
     from batchml.pipelines.common import (
         AS_OF_PARAM_DOC,
         default_args,

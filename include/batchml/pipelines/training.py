@@ -78,6 +78,7 @@ def build_training_set(spec: UseCaseSpec, settings: Settings, training_date: dt.
 def train_candidates(spec: UseCaseSpec, settings: Settings, ref: dict, trials: int | None, timeout: int | None) -> dict:
     """Tune every candidate within the budget, pick the best on validation, calibrate it; models saved to disk."""
     import joblib
+
     from batchml.training import TrainingSet, better, calibrate, tune_candidate
 
     folder = Path(ref["run_dir"])
@@ -107,6 +108,7 @@ def train_candidates(spec: UseCaseSpec, settings: Settings, ref: dict, trials: i
 def evaluate(spec: UseCaseSpec, settings: Settings, ref: dict) -> dict:
     """Test-window metrics of every candidate, calibration, lift, segments, and SHAP of the selected model."""
     import joblib
+
     from batchml import evaluation as ev
     from batchml.training import TrainingSet
 
@@ -169,6 +171,7 @@ def register_and_gate(spec: UseCaseSpec, settings: Settings, ref: dict, airflow_
     aliases as the gate decides, render the model card, and record the decision."""
     import joblib
     import mlflow
+
     from batchml import evaluation as ev
     from batchml import registry, warehouse
     from batchml.training import TrainingSet
@@ -350,6 +353,7 @@ Params: `training_date`, `trials`, `timeout_seconds`, `reason` (recorded on the 
 
 def build_training_dag(spec: UseCaseSpec, settings: Settings):
     from airflow.sdk import Asset, Param, dag, get_current_context, task
+
     from batchml.pipelines.common import default_args, doc_md, fail_fast, resolve_as_of, run_label, start_datetime, tags
 
     tr = spec.training
@@ -426,6 +430,7 @@ def build_training_dag(spec: UseCaseSpec, settings: Settings):
 
 def build_model_admin_dag(spec: UseCaseSpec, settings: Settings):
     from airflow.sdk import Param, dag, get_current_context, task
+
     from batchml.pipelines.common import doc_md, fail_fast, start_datetime, tags
 
     doc = """
