@@ -212,16 +212,30 @@ def _inline(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
 
 
-def render_model_card(context: dict[str, Any], plots: dict[str, Path], out: Path) -> Path:
-    """Render the self-contained HTML model card (images inlined as data URIs)."""
+def render_page(template: str, context: dict[str, Any], plots: dict[str, Path], out: Path) -> Path:
+    """Render one of the package's HTML templates into a self-contained page (images inlined as data URIs)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("batchml", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    env.filters["fmt"] = lambda v, d=4: "" if v is None or (isinstance(v, float) and np.isnan(v)) else (
-        f"{v:,.{d}f}" if isinstance(v, float | np.floating) else f"{v:,}" if isinstance(v, int | np.integer) else str(v))
+    env.filters["fmt"] = _fmt
     env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.1f}%"
     images = {name: _inline(path) for name, path in plots.items()}
-    html = env.get_template("model_card.html.j2").render(**context, images=images)
+    html = env.get_template(template).render(**context, images=images)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html)
     return out
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float | np.floating):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int | np.integer):
+        return f"{value:,}"
+    return str(value)
+
+
+def render_model_card(context: dict[str, Any], plots: dict[str, Path], out: Path) -> Path:
+    """The model card: one self-contained HTML page."""
+    return render_page("model_card.html.j2", context, plots, out)

@@ -118,6 +118,19 @@ def load_batch_model(model_uri: str):
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
 
 
+def download_reference(client, model_name: str, version: int, dst: Path) -> Path:
+    """The monitoring reference (profile.json, sample.parquet) stored with a model version's training run."""
+    import mlflow
+
+    run_id = client.get_model_version(model_name, str(version)).run_id
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="reference", dst_path=str(dst))
+    except Exception as exc:  # noqa: BLE001 - any failure means "no reference for this version"
+        raise RegistryError(f"model {model_name!r} v{version} has no monitoring reference ({exc}); retrain it") from None
+    return Path(path)
+
+
 # Aliases ---------------------------------------------------------------------------------------------------------
 
 

@@ -303,10 +303,47 @@ class ScoringSpec(_Spec):
         return dict(sorted(v.items(), key=lambda kv: -kv[1]))
 
 
+class RetrainPolicySpec(_Spec):
+    """When drift or decay requests a retraining run (check -> decide -> trigger)."""
+
+    enabled: bool = True
+    """False: monitoring records what it would request, and requests nothing (recommend only)."""
+    score_psi: float = Field(default=0.25, gt=0)
+    """Request when the score distribution's PSI reaches this."""
+    important_features: int = Field(default=10, ge=1)
+    """How many of the model's most important features (SHAP) the next rule watches."""
+    drifted_important_share: float = Field(default=0.3, gt=0, le=1)
+    """Request when this share of the important features has a PSI alert."""
+    auc_drop: float = Field(default=0.05, gt=0)
+    """Request when the realized ROC AUC on matured labels falls this far below the test window's."""
+    cooldown_days: int = Field(default=7, ge=0)
+    """At most one drift-triggered request per this many days."""
+
+
+class ChallengerReviewSpec(_Spec):
+    """Promoting a shadow challenger on evidence from matured outcomes."""
+
+    action: Literal["recommend", "promote"] = "recommend"
+    margin: float = Field(default=0.01, ge=0)
+    """ROC AUC by which the challenger must beat the champion on the same matured rows."""
+    min_labelled_rows: int = Field(default=1000, ge=10)
+
+
 class MonitoringSpec(_Spec):
-    """Drift and performance monitoring settings (filled by the monitoring DAG)."""
+    """Drift and realized-performance monitoring, after each date's scores are published."""
 
     schedule: str | None = None
+    """Extra cron schedule; the DAG always runs when the use case's scores are published."""
+    table: Identifier | None = None
+    """Warehouse table of monitoring figures; default `<use case>_monitoring`."""
+    psi_warn: float = Field(default=0.1, gt=0)
+    psi_alert: float = Field(default=0.25, gt=0)
+    ks_warn: float = Field(default=0.1, gt=0)
+    ks_alert: float = Field(default=0.2, gt=0)
+    unseen_warn: float = Field(default=0.01, gt=0)
+    unseen_alert: float = Field(default=0.05, gt=0)
+    retrain: RetrainPolicySpec = RetrainPolicySpec()
+    challenger: ChallengerReviewSpec = ChallengerReviewSpec()
 
 
 class UseCaseSpec(_Spec):
@@ -352,6 +389,10 @@ class UseCaseSpec(_Spec):
     @property
     def score_table(self) -> str:
         return self.scoring.table or f"{self.name}_scores"
+
+    @property
+    def monitoring_table(self) -> str:
+        return self.monitoring.table or f"{self.name}_monitoring"
 
     @property
     def lookback_days(self) -> int:

@@ -501,3 +501,73 @@ def drop_stale_staging(engine, table: str, day: dt.date) -> list[str]:
     for name in stale:
         drop_table(engine, name)
     return stale
+
+
+# Monitoring table ------------------------------------------------------------------------------------------------
+
+
+def monitoring_migrations(table: str) -> list[Migration]:
+    import sqlalchemy as sa
+
+    check_identifier(table)
+
+    def v1(conn, dialect: str) -> None:
+        double = "DOUBLE PRECISION" if dialect == "postgresql" else "REAL"
+        conn.execute(sa.text(
+            f"CREATE TABLE {table} (as_of_date DATE NOT NULL, model_role VARCHAR(16) NOT NULL, "
+            f"model_version INTEGER, metric VARCHAR(64) NOT NULL, feature TEXT, value {double}, threshold {double}, "
+            "status VARCHAR(16) NOT NULL, detail TEXT, airflow_run_id TEXT, recorded_at TIMESTAMP NOT NULL)"))
+        conn.execute(sa.text(f"CREATE INDEX ix_{table}_day ON {table} (as_of_date, metric)"))
+        if dialect == "postgresql":
+            _comment(conn, f"TABLE {table}",
+                     "Monitoring figures per date: feature drift (PSI, KS, chi-square, null and unseen shares), "
+                     "prediction drift (score PSI), realized performance on matured labels, retraining decisions. "
+                     "status: ok, warn, alert, info, skipped, requested, suppressed.")
+
+    return [Migration(f"monitoring:{table}", 1, f"monitoring table {table}", v1)]
+
+
+def replace_monitoring_rows(engine, table: str, day: dt.date, rows: list[dict]) -> int:
+    """Replace `day`'s monitoring rows in one transaction (a re-run never duplicates them)."""
+    import sqlalchemy as sa
+
+    migrate(engine, CORE_MIGRATIONS + monitoring_migrations(table))
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    columns = ["as_of_date", "model_role", "model_version", "metric", "feature", "value", "threshold", "status",
+               "detail", "airflow_run_id", "recorded_at"]
+    payload = [{**{c: r.get(c) for c in columns}, "as_of_date": day, "recorded_at": now} for r in rows]
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE as_of_date = :d"), {"d": day})
+        if payload:
+            conn.execute(sa.text(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                                 f"({', '.join(':' + c for c in columns)})"), payload)
+    return len(payload)
+
+
+def last_retrain_request(engine, table: str, before: dt.date) -> dt.date | None:
+    """The most recent date before `before` on which monitoring requested a retraining run."""
+    import sqlalchemy as sa
+
+    migrate(engine, CORE_MIGRATIONS + monitoring_migrations(table))
+    with engine.connect() as conn:
+        value = conn.execute(sa.text(
+            f"SELECT MAX(as_of_date) FROM {table} WHERE metric = 'retrain_request' AND status = 'requested' "
+            "AND as_of_date < :d"), {"d": before}).scalar()
+    if value is None:
+        return None
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
+def read_scores(engine, table: str, key: str, day: dt.date, role: str = "champion"):
+    """(entity, score, model_version) of one date and model role, as a DataFrame."""
+    import pandas as pd
+
+    check_identifier(table)
+    check_identifier(key, "entity key")
+    import sqlalchemy as sa
+
+    if table not in sa.inspect(engine).get_table_names():
+        return pd.DataFrame(columns=[key, "score", "model_version"])
+    return pd.read_sql(sa.text(f"SELECT {key}, score, model_version FROM {table} "
+                               "WHERE as_of_date = :d AND model_role = :r"), engine,
+                       params={"d": day.isoformat() if engine.dialect.name == "sqlite" else day, "r": role})

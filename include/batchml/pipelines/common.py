@@ -18,8 +18,11 @@ AS_OF_PARAM_DOC = "Date the run is for (YYYY-MM-DD). Empty: the run's logical da
 
 
 def default_args(spec: UseCaseSpec) -> dict[str, Any]:
+    from batchml.alerts import on_failure
+
     return {
         "owner": spec.owner,
+        "on_failure_callback": on_failure(),  # logs, and posts to BATCHML_ALERT_CONN_ID when set
         # transient failures (network, a lost executor) are retried; bad data is not (see fail_fast)
         "retries": 2,
         "retry_delay": dt.timedelta(minutes=2),

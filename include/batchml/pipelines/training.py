@@ -149,6 +149,11 @@ def evaluate(spec: UseCaseSpec, settings: Settings, ref: dict) -> dict:
         "plots": {k: str(v) for k, v in plots.items()},
         "selected_info": selected.info,
     }
+    # the reference monitoring compares against: the test window's features and scores, stored with the version
+    from batchml.monitoring import build_profile, save_reference
+
+    profile, sample = build_profile(test[ts.features], ts.categorical, p, result["shap_importance"], test_metrics)
+    save_reference(folder / "reference", profile, sample)
     _write_json(folder / "candidates.json", summary)
     _write_json(folder / "evaluation.json", result)
     log.info("Test window: %s %.4f (baseline %.4f)", "roc_auc", test_metrics["roc_auc"],
@@ -234,6 +239,7 @@ def register_and_gate(spec: UseCaseSpec, settings: Settings, ref: dict, airflow_
         mlflow.log_dict(lineage, "lineage.json")
         mlflow.log_dict(summary, "candidates.json")
         mlflow.log_artifacts(str(folder / "plots"), "plots")
+        mlflow.log_artifacts(str(folder / "reference"), "reference")
         model_uri = registry.log_batch_model(model, ts.frames["test"])
         version = int(mlflow.register_model(model_uri, model_name, tags={"batchml.airflow_run_id": airflow_run_id}).version)
         previous = registry.apply_decision(client, model_name, version, decision)
@@ -333,6 +339,22 @@ def admin_action(spec: UseCaseSpec, settings: Settings, action: str, version: in
     return {"model_name": model_name, "champion": target, "previous_champion": previous, "event": event}
 
 
+def training_request(context) -> dict:
+    """Why and for which date a training run happens: a retrain-request asset event, else the run's params."""
+    from batchml.pipelines.common import resolve_as_of
+
+    params = dict(context.get("params") or {})
+    request = {"trigger": params.get("trigger") or "schedule_or_manual", "reason": params.get("reason") or "",
+               "figures": params.get("figures"),
+               "training_date": resolve_as_of(context, param="training_date").isoformat()}
+    for events in (context.get("triggering_asset_events") or {}).values():
+        for event in events:  # the newest request wins
+            extra = dict(event.extra or {})
+            if extra.get("training_date"):
+                request.update({k: extra[k] for k in ("trigger", "reason", "figures", "training_date") if k in extra})
+    return request
+
+
 # Wiring ----------------------------------------------------------------------------------------------------------
 
 _TRAINING_DOC = """
@@ -347,6 +369,9 @@ For the training date **T** (logical date, or the `training_date` param):
 5. `register_and_gate`: MLflow run + registered version; champion only if it clears {floors} and beats the champion
    by {margin} {metric} on the same test window; model card written and logged.
 
+Runs on its schedule, on demand, and when `{name}__monitoring` emits a `{name}.retrain_request` asset event (whose
+reason and figures end up on the MLflow run).
+
 Params: `training_date`, `trials`, `timeout_seconds`, `reason` (recorded on the MLflow run).
 """
 
@@ -354,19 +379,27 @@ Params: `training_date`, `trials`, `timeout_seconds`, `reason` (recorded on the 
 def build_training_dag(spec: UseCaseSpec, settings: Settings):
     from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-    from batchml.pipelines.common import default_args, doc_md, fail_fast, resolve_as_of, run_label, start_datetime, tags
+    from batchml.pipelines.common import default_args, doc_md, fail_fast, run_label, start_datetime, tags
 
     tr = spec.training
     doc = _TRAINING_DOC.format(
         every=tr.split.every_days, horizon=spec.label.horizon_days, train=tr.split.train, valid=tr.split.validation,
         test=tr.split.test, purge=tr.split.purge, candidates=", ".join(f"{c.name} ({c.kind})" for c in tr.candidates),
         trials=tr.tuning.trials, timeout=tr.tuning.timeout_seconds, floors=tr.gate.floors, margin=tr.gate.margin,
-        metric=tr.gate.metric)
+        metric=tr.gate.metric, name=spec.name)
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    from batchml.pipelines.monitoring import retrain_request_asset
+
     model_asset = Asset(name=f"{spec.name}.model")
+    # weekly (or as the spec says), and whenever monitoring requests a retrain
+    schedule = retrain_request_asset(spec)
+    if tr.schedule:
+        schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable(tr.schedule, timezone="UTC"), assets=schedule)
 
     @dag(
         dag_id=spec.dag_id("training"),
-        schedule=tr.schedule,
+        schedule=schedule,
         start_date=start_datetime(spec),
         catchup=False,
         max_active_runs=1,
@@ -392,7 +425,7 @@ def build_training_dag(spec: UseCaseSpec, settings: Settings):
         def ensure_feature_snapshots(spark=None) -> dict:
             context = get_current_context()
             spark.sparkContext.setLogLevel("WARN")
-            day = resolve_as_of(context, param="training_date")
+            day = dt.date.fromisoformat(training_request(context)["training_date"])
             return ensure_snapshots(spark, spec, settings, day, run_label(context))
 
         @task(task_id="build_training_set")
@@ -417,9 +450,7 @@ def build_training_dag(spec: UseCaseSpec, settings: Settings):
         @fail_fast
         def register_and_gate_task(ref: dict) -> dict:
             context = get_current_context()
-            params = context["params"]
-            request = {"trigger": params.get("trigger"), "reason": params.get("reason"), "figures": params.get("figures")}
-            result = register_and_gate(spec, settings, ref, str(context["run_id"]), request)
+            result = register_and_gate(spec, settings, ref, str(context["run_id"]), training_request(context))
             context["outlet_events"][model_asset].extra = {k: result[k] for k in ("model_name", "version", "verdict")}
             return result
 
@@ -431,7 +462,7 @@ def build_training_dag(spec: UseCaseSpec, settings: Settings):
 def build_model_admin_dag(spec: UseCaseSpec, settings: Settings):
     from airflow.sdk import Param, dag, get_current_context, task
 
-    from batchml.pipelines.common import doc_md, fail_fast, start_datetime, tags
+    from batchml.pipelines.common import default_args, doc_md, fail_fast, start_datetime, tags
 
     doc = """
 Manual model administration, recorded in `model_registry_events` like the gate's decisions:
@@ -448,7 +479,7 @@ Trigger it from the UI with the params (a `reason` is required).
         start_date=start_datetime(spec),
         catchup=False,
         max_active_runs=1,
-        default_args={"owner": spec.owner, "retries": 0},
+        default_args={**default_args(spec), "retries": 0},
         tags=tags(spec, "model_admin"),
         doc_md=doc_md(spec, "model_admin", doc),
         params={
