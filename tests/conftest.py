@@ -272,14 +272,19 @@ def tiny_training_set(tiny_spec, tiny_lake):
     return build_training_set(tiny_spec, features_root, raw_root, TINY_TRAINING_DATE)
 
 
+DRIFT_START = dt.date(2026, 7, 5)
+
+
 @pytest.fixture(scope="session")
 def training_landing(tmp_root):
-    """Generated churn data long enough to train on: 900 customers over 200 days (to 2026-07-19)."""
+    """Generated churn data long enough to train on: 900 customers over 200 days (to 2026-07-19), stable until
+    2026-07-05, when the drift knob turns on (more activity, larger amounts, more app use, a new category)."""
     from batchml.generate import GeneratorConfig, generate
     from batchml.storage import Landing
 
     landing = Landing(str(tmp_root / "training_landing"))
-    generate(GeneratorConfig(customers=900, start=SMALL_START, days=200, seed=13), landing)
+    generate(GeneratorConfig(customers=900, start=SMALL_START, days=200, seed=13, drift_start=DRIFT_START,
+                             drift_strength=2.5), landing)
     return landing
 
 

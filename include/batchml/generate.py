@@ -5,8 +5,8 @@ Behaviour the model can learn, with noise:
     from then on activity decays, support tickets become frequent and turn to billing and cancellation, and
     most disengaged customers churn some weeks later (some recover instead);
   * a smaller share churns abruptly, with no warning signal (noise no model can catch).
-Knobs: `customers` (scale), `drift_start`/`drift_strength` (from that day: larger amounts, more app use, a new
-category), `seed`. Memory is bounded: customers are simulated in blocks of `block_size`, each block writes its
+Knobs: `customers` (scale), `drift_start`/`drift_strength` (from that day: more activity, larger amounts, more app
+use, a new category), `seed`. Memory is bounded: customers are simulated in blocks of `block_size`, each block writes its
 own part file per day, so peak memory depends on the block size, not on the number of customers or days.
 """
 
@@ -239,7 +239,8 @@ def generate(
             weekday = (cfg.start + dt.timedelta(days=d)).weekday()
             season = 1.15 if weekday >= 5 else 0.94
             engagement = blk.engagement(d)
-            rate = np.where(active, blk.activity * engagement * season, 0.0)
+            # drift also lifts everyone's activity (a promotion, a new app): counts, trends and recency move too
+            rate = np.where(active, blk.activity * engagement * season * (1 + 0.4 * drift), 0.0)
             counts = rng.poisson(rate)
             who = np.repeat(np.arange(blk.n), counts)
             k = len(who)

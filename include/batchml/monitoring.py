@@ -231,9 +231,11 @@ def drift_summary(spec: UseCaseSpec, profile: dict, result: DriftResult) -> dict
     alerts = {f.feature: f.value for f in result.by_metric("psi") if f.status == "alert"}
     drifted = [f for f in top if f in alerts]
     score_psi = next((f.value for f in result.by_metric("score_psi")), None)
+    compared = [f for f in result.by_metric("psi") if f.value is not None]
     return {"score_psi": score_psi, "drifted_important": drifted,
             "drifted_important_share": len(drifted) / len(top) if top else 0.0,
-            "psi_alert_features": sorted(alerts, key=lambda k: -alerts[k])}
+            "psi_alert_features": sorted(alerts, key=lambda k: -alerts[k]),
+            "drifted_share": len(alerts) / len(compared) if compared else 0.0}
 
 
 # Realized performance --------------------------------------------------------------------------------------------
@@ -277,6 +279,12 @@ def retrain_decision(spec: UseCaseSpec, as_of: dt.date, drift: dict | None, perf
             reasons.append(
                 f"{len(drift['drifted_important'])} of the top {policy.important_features} features drifted "
                 f"(PSI >= {spec.monitoring.psi_alert}): {', '.join(drift['drifted_important'])}"
+            )
+        elif drift.get("drifted_share", 0) >= policy.drifted_share and drift.get("psi_alert_features"):
+            names = drift["psi_alert_features"]
+            reasons.append(
+                f"{drift['drifted_share']:.0%} of the features drifted (PSI >= {spec.monitoring.psi_alert}), most: "
+                f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
             )
     if performance and "roc_auc" in performance and "roc_auc" in test_metrics:
         drop = test_metrics["roc_auc"] - performance["roc_auc"]

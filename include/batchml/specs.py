@@ -314,6 +314,8 @@ class RetrainPolicySpec(_Spec):
     """How many of the model's most important features (SHAP) the next rule watches."""
     drifted_important_share: float = Field(default=0.3, gt=0, le=1)
     """Request when this share of the important features has a PSI alert."""
+    drifted_share: float = Field(default=0.25, gt=0, le=1)
+    """Request when this share of all the model's features has a PSI alert (broad drift)."""
     auc_drop: float = Field(default=0.05, gt=0)
     """Request when the realized ROC AUC on matured labels falls this far below the test window's."""
     cooldown_days: int = Field(default=7, ge=0)

@@ -310,8 +310,9 @@ For the run's date **D** (the date of the published scores that triggered it, or
 2. `realized_performance`: scores of D-{horizon}d against outcomes now matured, for the champion and the challenger.
 3. `review_challenger`: a challenger that beats the champion by {margin} ROC AUC on at least {min_rows} matured rows is
    {action}.
-4. `decide_retrain`: score PSI >= {score_psi}, or >= {share:.0%} of the top {top} features with PSI >= {psi_alert}, or a
-   realized ROC AUC {auc_drop} below the test window's; at most once per {cooldown} days, never while training runs.
+4. `decide_retrain`: score PSI >= {score_psi}, or >= {share:.0%} of the top {top} features (or {all_share:.0%} of all) with
+   PSI >= {psi_alert}, or a realized ROC AUC {auc_drop} below the test window's; at most once per {cooldown} days,
+   never while a training run is active.
 5. `publish_monitoring`: figures to `{table}`, an HTML drift report; alerts go to the notifier.
 6. `request_retrain`: emits the `{asset}` asset event, carrying the reason and the figures; `{training}` is
    scheduled on it.
@@ -342,6 +343,7 @@ def build_dag(spec: UseCaseSpec, settings: Settings):
                       min_rows=mon.challenger.min_labelled_rows,
                       action="promoted" if mon.challenger.action == "promote" else "recommended for promotion",
                       score_psi=mon.retrain.score_psi, share=mon.retrain.drifted_important_share,
+                      all_share=mon.retrain.drifted_share,
                       top=mon.retrain.important_features, psi_alert=mon.psi_alert, auc_drop=mon.retrain.auc_drop,
                       cooldown=mon.retrain.cooldown_days, table=spec.monitoring_table, training=spec.dag_id("training"),
                       asset=retrain_asset.name)
