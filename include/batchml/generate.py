@@ -247,7 +247,7 @@ def generate(
             cat_p = np.array([0.30, 0.10, 0.12, 0.06, 0.12, 0.12, 0.08, 0.10])
             categories = np.array(CATEGORIES + [DRIFT_CATEGORY])
             if drift:
-                share_new = min(0.06 * drift, 0.5)
+                share_new = min(0.03 * drift, 0.08)  # stays under the spec's 10% tolerance for new categories
                 cat_p = np.append(cat_p * (1 - share_new), share_new)
             else:
                 cat_p = np.append(cat_p, 0.0)

@@ -59,7 +59,8 @@ def resolve_as_of(context, param: str = "as_of") -> dt.date:
     logical = context.get("logical_date")
     if logical is None:
         logical = context["dag_run"].run_after
-    return logical.date()
+    day = logical.date()
+    return dt.date(day.year, day.month, day.day)  # a plain date: database drivers do not all adapt pendulum's
 
 
 def run_label(context) -> str:
