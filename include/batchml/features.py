@@ -4,10 +4,16 @@ The feature row of an entity as of day D (midnight UTC, the start of D) uses onl
 before D: entities that started before D and had not left before D, and events in `[D - window, D)`. Nothing at or
 after D can change D's features (tests/unit/test_features.py shifts events to prove it).
 
-Aggregation plan (read `explain()` before changing it): one scan of the events, a first aggregation per
-(entity, first distinct column) that computes every window at once with conditional aggregates, then a small
-aggregation per entity. Distinct counts come out of the first aggregation for free (a value is in window w iff
-its group has an event in w), which avoids one `countDistinct` per window -- the costly part of the naive plan.
+Aggregation plan (read `explain()` before changing it; benchmarks/feature_job.py measures it and docs/benchmarks.md
+has the figures): one scan of the events and one aggregation per entity that computes every window at once with
+conditional aggregates; Spark aggregates partially in each scan task (about 4 events per entity and task go in, one
+row comes out), so only one row per entity and task is shuffled. A distinct count of a column with few values (up to
+MAX_MASK_VALUES, found by a small job first) is the number of bits set in the OR of one bit per value over the window,
+so it needs neither one `countDistinct` per window (the costly part of the naive plan) nor a first aggregation per
+(entity, value), whose partial aggregation reduces nothing (events land by day: each scan task sees a few days of
+almost every entity) and which costs a second shuffle. A column with more values falls back to "last time each
+(entity, value) was seen". Reads list their day folders on the driver and skip Parquet dictionary filtering (see
+RUNTIME_CONFS and PARQUET_READ_OPTIONS).
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ def local_spark_session(master: str = "local[*]", app_name: str = "batchml", con
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "2g")
         .config("spark.sql.adaptive.enabled", "true")
+        # the throughput collector: 10-15% less CPU than the default G1 on the feature job (docs/benchmarks.md)
+        .config("spark.driver.extraJavaOptions", "-XX:+UseParallelGC")
     )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
@@ -194,8 +202,30 @@ def _aggregate_names(agg: AggregateSpec) -> list[tuple[str, str]]:
     return names
 
 
+# Distinct counts of a column with at most this many values are bit masks (one bit per value, bit 0 for null).
+MAX_MASK_VALUES = 63
+
+
+def _value_bits(events: DataFrame, column: str):
+    """A bigint with one bit set per value of `column`, or None when it has more than MAX_MASK_VALUES values.
+
+    Runs a small Spark job now (the distinct values of the column in the events read, at most 65 come back).
+    """
+    from pyspark.sql import functions as F
+
+    values = [r[0] for r in events.select(column).distinct().limit(MAX_MASK_VALUES + 2).collect()]
+    known = sorted(v for v in values if v is not None)
+    if len(known) > MAX_MASK_VALUES:
+        return None
+    # 1-based position in the list; a null value -> bit 0, so null counts as one value (as a group by it would)
+    position = F.lit(0)
+    if known:
+        position = F.coalesce(F.array_position(F.array(*[F.lit(v) for v in known]), F.col(column)), position)
+    return F.call_function("shiftleft", F.lit(1).cast("bigint"), position.cast("int"))
+
+
 def _aggregate(events: DataFrame, agg: AggregateSpec, key: str, ts_col: str, as_of: dt.date) -> DataFrame:
-    """All windows of one aggregate block in two aggregations (see the module docstring)."""
+    """All windows of one aggregate block in one aggregation per entity (see the module docstring)."""
     from pyspark.sql import functions as F
 
     end = as_of_timestamp(as_of)
@@ -204,37 +234,27 @@ def _aggregate(events: DataFrame, agg: AggregateSpec, key: str, ts_col: str, as_
     # a plain count needs no window test for the longest window: the read already bounds it
     longest = max(agg.windows)
     in_w[longest] = F.lit(True)
-    group_cols = [key] + agg.distinct[:1]
-    need_n = agg.count or agg.mean or agg.share or agg.trend or agg.distinct[:1]
+    need_n = agg.count or agg.mean or agg.share or agg.trend
+    bits = {c: b for c in agg.distinct if (b := _value_bits(events, c)) is not None}
 
-    first: list = [F.max(ts_col).alias("_last")]
-    second: list = [F.max("_last").alias("_last")]
+    aggs: list = [F.max(ts_col).alias("_last")]
     for w in agg.windows:
         if need_n:
-            first.append(F.sum(F.when(in_w[w], 1).otherwise(0)).alias(f"_n{w}"))
-            second.append(F.sum(f"_n{w}").alias(f"_n{w}"))
+            aggs.append(F.sum(F.when(in_w[w], 1).otherwise(0)).alias(f"_n{w}"))
         for c in sorted(set(agg.sum) | set(agg.mean)):
-            first.append(F.sum(F.when(in_w[w], F.col(c))).alias(f"_s_{c}_{w}"))
-            second.append(F.sum(f"_s_{c}_{w}").alias(f"_s_{c}_{w}"))
+            aggs.append(F.sum(F.when(in_w[w], F.col(c))).alias(f"_s_{c}_{w}"))
         for c in agg.max:
-            first.append(F.max(F.when(in_w[w], F.col(c))).alias(f"_m_{c}_{w}"))
-            second.append(F.max(f"_m_{c}_{w}").alias(f"_m_{c}_{w}"))
+            aggs.append(F.max(F.when(in_w[w], F.col(c))).alias(f"_m_{c}_{w}"))
         for c, values in agg.share.items():
             for v in values:
-                first.append(F.sum(F.when(in_w[w] & (F.col(c) == v), 1).otherwise(0)).alias(f"_v_{c}_{v}_{w}"))
-                second.append(F.sum(f"_v_{c}_{v}_{w}").alias(f"_v_{c}_{v}_{w}"))
-        if agg.distinct:
-            second.append(F.sum(F.when(F.col(f"_n{w}") > 0, 1).otherwise(0)).alias(f"_d_{agg.distinct[0]}_{w}"))
-    if agg.distinct:
-        # Events land by day, so every scan task holds a few days of nearly all entities: a partial aggregation per
-        # (entity, value) before the shuffle hardly reduces the rows (10M -> 7M) yet costs a big hash table, and a
-        # second shuffle by entity follows. Shuffling the narrow events by entity once instead lets both
-        # aggregations (and the further distinct columns and the join below) run without another exchange.
-        events = events.repartition(key)
-    stats = events.groupBy(*group_cols).agg(*first).groupBy(key).agg(*second)
+                aggs.append(F.sum(F.when(in_w[w] & (F.col(c) == v), 1).otherwise(0)).alias(f"_v_{c}_{v}_{w}"))
+        for c, b in bits.items():
+            # the values seen in window w: OR of their bits; the distinct count is the number of bits set
+            aggs.append(F.bit_count(F.bit_or(F.when(in_w[w], b))).alias(f"_d_{c}_{w}"))
+    stats = events.groupBy(key).agg(*aggs)
 
-    # further distinct columns: one small aggregation each, (entity, value) -> last time seen
-    for c in agg.distinct[1:]:
+    # columns with too many values for a mask: (entity, value) -> last time seen, then count per window
+    for c in (c for c in agg.distinct if c not in bits):
         last = events.groupBy(key, c).agg(F.max(ts_col).alias("_t"))
         counts = last.groupBy(key).agg(
             *[F.sum(F.when(F.col("_t") >= F.lit(end - dt.timedelta(days=w)), 1).otherwise(0)).alias(f"_d_{c}_{w}")
@@ -294,7 +314,10 @@ def load_custom(spec: UseCaseSpec) -> Callable[[FeatureContext], DataFrame] | No
 
 
 def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> DataFrame:
-    """The feature table of `spec` as of `as_of` (lazy DataFrame): one row per entity in the population."""
+    """The feature table of `spec` as of `as_of` (lazy DataFrame): one row per entity in the population.
+
+    Only the values of distinct-count columns are computed now (a small job per column, see _value_bits).
+    """
     from pyspark.sql import functions as F
 
     for key, value in RUNTIME_CONFS.items():
