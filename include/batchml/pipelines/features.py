@@ -44,7 +44,7 @@ def check_landed(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> dict:
 
     landing = Landing(settings.landing_url)
     needed = check_partitions_landed(spec, landing, as_of)
-    if landing.is_s3:
+    if landing.is_s3 and not spec.is_snapshot:
         # the entity source and the leaving events are read over their whole history before as_of
         for source in (spec.entity.source, spec.entity.leaves_on):
             if source:
@@ -116,7 +116,8 @@ _DOC = """
 For the run's date **D** (logical date, or the `as_of` param):
 
 1. `check_landed`: every raw partition the job reads has landed (S3 landing zones are mirrored locally).
-2. `validate_raw`: Great Expectations on the newest partition (D-1) of each source.
+2. `validate_raw`: Great Expectations on the newest partition of each source (D-1; a snapshot source: its newest
+   snapshot landed before D).
 3. `build_features`: PySpark, point in time: only data strictly before D 00:00 UTC counts.
 4. `validate_features`: one row per active entity, no nulls, ranges.
 5. `publish_features`: one atomic rename into `features/<use case>/dt=D/`, then an asset event.

@@ -93,6 +93,11 @@ def realized_performance(spec: UseCaseSpec, settings: Settings, as_of: dt.date) 
     from batchml.storage import Landing
     from batchml.training import label_snapshots
 
+    if spec.horizon_days == 0:
+        # a label column of the snapshot is known when scoring: there is no later outcome to measure against
+        return {"as_of": as_of.isoformat(), "roles": {},
+                "skipped": f"label {spec.label.name!r} is a column of the snapshot, not a later outcome; "
+                           "performance is measured when training (test split and cross-validation)"}
     scored_on = as_of - dt.timedelta(days=spec.label.horizon_days)
     engine = wh.create_engine(settings.warehouse_url)
     landing = Landing(settings.landing_url)
@@ -254,7 +259,7 @@ def render_drift_report(spec: UseCaseSpec, settings: Settings, as_of: dt.date, d
         "mean_score": next((f["value"] for f in details["figures"] if f["metric"] == "mean_score"), None),
         "thresholds": {"psi_warn": spec.monitoring.psi_warn, "psi_alert": spec.monitoring.psi_alert},
         "performance": performance.get("roles", {}), "performance_date": performance.get("scored_on"),
-        "test_metrics": {**details["test_metrics"]}, "horizon": spec.label.horizon_days,
+        "test_metrics": {**details["test_metrics"]}, "horizon": spec.horizon_days,
         "features": features, "feature_plots": keys,
     }
     return render_page("drift_report.html.j2", context, plots, report_path(spec, settings, as_of))
@@ -339,7 +344,7 @@ def build_dag(spec: UseCaseSpec, settings: Settings):
     schedule = scores_asset
     if mon.schedule:
         schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable(mon.schedule, timezone="UTC"), assets=scores_asset)
-    doc = _DOC.format(horizon=spec.label.horizon_days, margin=mon.challenger.margin,
+    doc = _DOC.format(horizon=spec.horizon_days, margin=mon.challenger.margin,
                       min_rows=mon.challenger.min_labelled_rows,
                       action="promoted" if mon.challenger.action == "promote" else "recommended for promotion",
                       score_psi=mon.retrain.score_psi, share=mon.retrain.drifted_important_share,

@@ -46,7 +46,7 @@ def ensure_snapshots(spark, spec: UseCaseSpec, settings: Settings, training_date
     from batchml.training import SPLITS, snapshot_plan
 
     plan = snapshot_plan(spec, training_date)
-    snapshots = [s for name in SPLITS for s in plan[name]]
+    snapshots = sorted({s for name in SPLITS for s in plan[name]})
     missing = [s for s in snapshots
                if not (feature_partition_dir(settings.features_root, spec.name, s) / DATA_FILE).exists()]
     for i, as_of in enumerate(missing, start=1):
@@ -67,7 +67,8 @@ def build_training_set(spec: UseCaseSpec, settings: Settings, training_date: dt.
     from batchml.training import build_training_set as build
 
     landing = Landing(settings.landing_url)
-    label_source = spec.label.source
+    # labels come from the label events, or from the snapshot itself (a label column)
+    label_source = spec.entity.source if spec.horizon_days == 0 else spec.label.source
     days = {label_source: landing.landed_days(label_source, before=training_date)}
     raw_root = landing.local_view(days, settings.staging_root / "landing_mirror")
     ts = build(spec, settings.features_root, raw_root, training_date)
@@ -135,6 +136,16 @@ def evaluate(spec: UseCaseSpec, settings: Settings, ref: dict) -> dict:
     started = time.perf_counter()
     explanation = ev.explain(selected, test, plots_dir, spec.training.shap_sample)
     plots.update(explanation.plots)
+    shap_seconds = time.perf_counter() - started
+    cross_validation = {}
+    if spec.training.cv_folds >= 2:
+        from batchml.training import cross_validate
+
+        by_name = {c.name: c for c in spec.training.candidates}
+        for name in dict.fromkeys([summary["selected"], spec.training.baseline]):
+            info = joblib.load(folder / f"candidate_{name}.joblib").info
+            cross_validation[name] = cross_validate(by_name[name], info, ts, spec.training.cv_folds,
+                                                    spec.training.tuning.seed)
     result = {
         "selected": summary["selected"],
         "test_metrics": test_metrics,
@@ -144,7 +155,8 @@ def evaluate(spec: UseCaseSpec, settings: Settings, ref: dict) -> dict:
         "segments": ev.segment_table(test, y, p, spec.training.segments).to_dict("records"),
         "shap_importance": explanation.importance.head(20).to_dict("records"),
         "shap_examples": explanation.examples,
-        "shap_seconds": round(time.perf_counter() - started, 1),
+        "shap_seconds": round(shap_seconds, 1),
+        "cross_validation": cross_validation,
         "shap_rows": min(spec.training.shap_sample, len(test)),
         "plots": {k: str(v) for k, v in plots.items()},
         "selected_info": selected.info,
@@ -232,6 +244,9 @@ def register_and_gate(spec: UseCaseSpec, settings: Settings, ref: dict, airflow_
                            **{f"rows.{k}": v for k, v in lineage["rows"].items()}})
         mlflow.log_metrics({f"test_{k}": v for k, v in evaluation["test_metrics"].items()})
         mlflow.log_metrics({f"baseline_test_{k}": v for k, v in evaluation["baseline"]["test_metrics"].items()})
+        for name, cv in evaluation.get("cross_validation", {}).items():
+            role = "cv" if name == summary["selected"] else f"{name}_cv"
+            mlflow.log_metrics({f"{role}_{m}": cv[m] for m in ("roc_auc", "roc_auc_std", "pr_auc", "brier")})
         mlflow.log_metrics({f"valid_{summary['metric']}": ref["valid_score"],
                             **{f"label_rate_{k}": v for k, v in lineage["label_rate"].items()}})
         if request.get("figures"):
@@ -303,11 +318,20 @@ def _model_card(spec, model_name, version, decision, evaluation, summary, ts, ta
                        "git commit": tags["batchml.git_commit"], "Airflow run": tags["batchml.airflow_run_id"],
                        "MLflow run": mlflow_run_id, "trigger": tags["batchml.trigger"],
                        **({"reason": tags["batchml.reason"]} if "batchml.reason" in tags else {})},
-        "label_text": f"{spec.label.name} = an event in {spec.label.source} within {spec.label.horizon_days} days "
-                      "after the snapshot date",
+        "label_text": _label_text(spec),
+        "cross_validation": [{"name": name, "selected": name == summary["selected"], **cv}
+                             for name, cv in evaluation.get("cross_validation", {}).items()],
         "feature_count": len(ts.features), "categorical": ts.categorical,
     }
     return ev.render_model_card(context, plots, Path(evaluation["plots"]["curves"]).parents[1] / "model_card.html")
+
+
+def _label_text(spec: UseCaseSpec) -> str:
+    label = spec.label
+    if spec.horizon_days == 0:
+        return (f"{label.name} = column {label.column!r} of {spec.entity.source} equals {label.positive!r}; "
+                f"rows split at random (stratified, seed {spec.training.split.seed})")
+    return f"{label.name} = an event in {label.source} within {label.horizon_days} days after the snapshot date"
 
 
 def admin_action(spec: UseCaseSpec, settings: Settings, action: str, version: int | None, reason: str,
@@ -360,10 +384,7 @@ def training_request(context) -> dict:
 _TRAINING_DOC = """
 For the training date **T** (logical date, or the `training_date` param):
 
-1. `ensure_feature_snapshots`: the planned snapshots (every {every} days, the newest T-{horizon}d) have feature
-   partitions; missing ones are built, checked and published like the feature DAG does.
-2. `build_training_set`: snapshots joined with labels matured before T; split by time
-   ({train} train / {valid} validation / {test} test snapshots, purged: {purge}).
+{steps}
 3. `train_candidates`: {candidates}, tuned with Optuna ({trials} trials / {timeout} s per candidate).
 4. `evaluate_models`: test-window metrics, calibration, lift, segments, SHAP.
 5. `register_and_gate`: MLflow run + registered version; champion only if it clears {floors} and beats the champion
@@ -382,9 +403,18 @@ def build_training_dag(spec: UseCaseSpec, settings: Settings):
     from batchml.pipelines.common import default_args, doc_md, fail_fast, run_label, start_datetime, tags
 
     tr = spec.training
+    if tr.split.kind == "random":
+        steps = (f"1. `ensure_feature_snapshots`: the feature partition of T exists (built from the newest snapshot "
+                 f"landed before T).\n2. `build_training_set`: its rows with the label column, split at random, "
+                 f"stratified (seed {tr.split.seed}): {tr.split.validation:.0%} validation, {tr.split.test:.0%} test.")
+    else:
+        steps = (f"1. `ensure_feature_snapshots`: the planned snapshots (every {tr.split.every_days} days, the newest "
+                 f"T-{spec.horizon_days}d) have feature\n   partitions; missing ones are built, checked and published "
+                 f"like the feature DAG does.\n2. `build_training_set`: snapshots joined with labels matured before T; "
+                 f"split by time\n   ({tr.split.train} train / {tr.split.validation} validation / {tr.split.test} test "
+                 f"snapshots, purged: {tr.split.purge}).")
     doc = _TRAINING_DOC.format(
-        every=tr.split.every_days, horizon=spec.label.horizon_days, train=tr.split.train, valid=tr.split.validation,
-        test=tr.split.test, purge=tr.split.purge, candidates=", ".join(f"{c.name} ({c.kind})" for c in tr.candidates),
+        steps=steps, candidates=", ".join(f"{c.name} ({c.kind})" for c in tr.candidates),
         trials=tr.tuning.trials, timeout=tr.tuning.timeout_seconds, floors=tr.gate.floors, margin=tr.gate.margin,
         metric=tr.gate.metric, name=spec.name)
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
