@@ -220,7 +220,9 @@ def score_partition(
     timings["predict"] = time.perf_counter() - started
 
     edges = {role: h.decile_edges() for role, h in hists.items()}
-    exact_cut = hists["champion"].upper_share_cutoff(sc.reason_codes.exact_share)
+    champion = next(m for m in models if m.role == "champion")
+    share = exact_share_within_budget(champion, features_file, sc.reason_codes, meta.num_rows, timings)
+    exact_cut = hists["champion"].upper_share_cutoff(share)
     thresholds = list(sc.bands.items())
     columns = score_table_columns(spec)
     schema = arrow_schema(columns)
@@ -268,6 +270,27 @@ def score_partition(
     seconds = {k: round(v, 2) for k, v in timings.items()}
     log.info("Scored %d entities with %s: %s s", rows_in, [f"{m.role} v{m.version}" for m in models], seconds)
     return ScoreRun(str(out_file), rows_in, rows_out, seconds, exact_rows, float(exact_cut))
+
+
+def exact_share_within_budget(m: PinnedModel, features_file: Path, rc, rows: int, timings: dict) -> float:
+    """The share of rows that get exact reason codes: the spec's `exact_share`, extended to what the measured cost
+    of exact contributions for this model allows within `exact_budget_seconds`."""
+    if rc.exact_budget_seconds is None or rc.exact_share >= 1.0 or m.model.kind == "logistic_regression":
+        return rc.exact_share
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    sample = next(pq.ParquetFile(features_file).iter_batches(batch_size=min(rows, 2_000))).to_pandas()
+    X = m.model.transform(sample)
+    t0 = time.perf_counter()
+    contributions(m.model, X)
+    per_row = (time.perf_counter() - t0) / len(sample)
+    affordable = rc.exact_budget_seconds / max(per_row, 1e-9)
+    share = max(rc.exact_share, min(1.0, affordable / rows))
+    timings["reason_codes"] += time.perf_counter() - started
+    log.info("Exact reason codes cost %.2f ms per row for %s v%s: %.0f s budget -> exact for %.0f%% of %d rows",
+             per_row * 1000, m.name, m.version, rc.exact_budget_seconds, share * 100, rows)
+    return share
 
 
 def _arrow_column(values, type_, n: int):

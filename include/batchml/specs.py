@@ -328,6 +328,10 @@ class ReasonCodeSpec(_Spec):
     """Share of rows, from the highest scores down, that get exact TreeSHAP codes (the rows analysts act on)."""
     others: Literal["approximate", "exact", "none"] = "approximate"
     """The other rows: `approximate` (Saabas, XGBoost only; LightGBM falls back to none), `exact`, or `none`."""
+    exact_budget_seconds: float | None = Field(default=None, gt=0)
+    """If set: time exact codes on a sample of the day's rows and extend them, from the highest scores down, to as
+    many rows as fit in this many seconds (never fewer than `exact_share`). A small champion then explains every
+    row; a deep one keeps exact codes where analysts act."""
 
 
 class ScoringSpec(_Spec):

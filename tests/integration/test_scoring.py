@@ -264,3 +264,26 @@ def test_chunk_size_does_not_change_the_scores(tiny_spec, tiny_lake, trained_fol
         out[chunk] = pd.read_parquet(run.staged_file).drop(columns=["scored_at"])
     pd.testing.assert_frame_equal(out[1000], out[5000])
     assert len(out[1000]) == len(big)
+
+
+@pytest.mark.parametrize(("budget", "everyone"), [(None, False), (1e-6, False), (3600.0, True)])
+def test_exact_reason_codes_extend_to_what_the_time_budget_allows(budget, everyone, tiny_spec, tiny_lake,
+                                                                   trained_folder, tmp_path):
+    """No budget or a tiny one: exact codes for the top exact_share only; an ample one: for every row."""
+    from batchml.scoring import PinnedModel, score_partition
+
+    features_root, _ = tiny_lake
+    path = sorted((features_root / "tiny").glob("dt=*/part-0.parquet"))[0]
+    model = joblib.load(f"{trained_folder['run_dir']}/candidate_xgboost.joblib")  # a tree model: exact codes cost
+    data = tiny_spec.model_dump()
+    data["scoring"]["reason_codes"].update(exact_share=0.1, others="none", exact_budget_seconds=budget)
+    spec = type(tiny_spec).model_validate(data)
+    run = score_partition(spec, path, [PinnedModel("champion", "tiny", 1, model)], tmp_path / "s.parquet", D, "r")
+    scores = pd.read_parquet(run.staged_file)
+    if everyone:
+        assert scores.reasons_exact.all() and scores.reason_1.notna().all()
+    else:
+        assert 0.05 < scores.reasons_exact.mean() < 0.2
+        # exactly the highest scores have them, and the rows without exact codes have none (others: none)
+        assert scores[scores.reasons_exact].score.min() >= scores[~scores.reasons_exact].score.max()
+        assert scores[~scores.reasons_exact].reason_1.isna().all()
