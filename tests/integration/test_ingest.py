@@ -103,3 +103,24 @@ def test_the_cli_prints_what_landed_and_what_to_run_next(tmp_path, monkeypatch, 
     assert "label churned: 26.5% positive" in out
     assert "airflow dags test telco_churn__features 2026-11-02" in out
     assert main(["ingest", "telco_churn", "nope", "x.csv"]) == 2
+
+
+@pytest.mark.s3
+def test_a_file_on_s3_lands_in_an_s3_landing_zone(s3_env, telco_spec, telco_frame, tmp_path):
+    """Both ends over S3 (moto's server over HTTP): the input file and the landing zone."""
+    import io
+
+    import boto3
+
+    s3 = boto3.client("s3")
+    buffer = io.BytesIO()
+    telco_frame.to_parquet(buffer, index=False)
+    s3.put_object(Bucket=s3_env, Key="exports/telco.parquet", Body=buffer.getvalue())
+    result = ingest(telco_spec, "telco_customers", f"s3://{s3_env}/exports/telco.parquet", D, f"s3://{s3_env}/raw")
+    assert result.rows == 7043
+    assert result.location == f"s3://{s3_env}/raw/telco_customers/dt={D}/part-0.parquet"
+    landed = pd.read_parquet(io.BytesIO(s3.get_object(Bucket=s3_env, Key=f"raw/telco_customers/dt={D}/part-0.parquet")
+                                        ["Body"].read()))
+    assert len(landed) == 7043 and landed.customer_id.is_unique
+    with pytest.raises(IngestError, match="file not found"):
+        ingest(telco_spec, "telco_customers", f"s3://{s3_env}/exports/absent.csv", D, f"s3://{s3_env}/raw")
