@@ -89,6 +89,20 @@ def test_telco_churn_from_its_spec_alone(airflow_db, isolated_home):
     assert scores.reasons_exact.all()  # exact_share: 1.0 in the spec
     assert set(scores.contract) == {"Month-to-month", "One year", "Two year"}
 
+    # monitoring runs on it too: drift against the champion's reference, no realized performance (the label is a
+    # column of the snapshot, not a later outcome), and nothing requested (retrain.enabled: false)
+    from batchml.pipelines import monitoring
+
+    run, states, published = _run(monitoring.build_dag(spec, settings), D, "publish_monitoring")
+    assert run.state == "success", states
+    assert states["request_retrain"] == "skipped" and published["retrain"] == "ok"
+    figures = pd.read_sql("SELECT * FROM telco_churn_monitoring", wh.create_engine(settings.warehouse_url))
+    skipped = figures[figures.metric == "realized_performance"]
+    assert skipped.status.tolist() == ["skipped"] and "column of the snapshot" in skipped.detail.iloc[0]
+    psi = figures[(figures.metric == "psi") & figures.feature.notna()]
+    assert set(psi.feature) >= {"tenure", "contract", "monthly_charges"}
+    assert Path(published["report"]).exists()
+
 
 # The guide ---------------------------------------------------------------------------------------------------------
 
