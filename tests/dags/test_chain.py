@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+from dagtest import run_for_day
 
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.mlflow]
 
@@ -17,14 +18,8 @@ STABLE_DAY, DRIFTED_DAY = dt.date(2026, 7, 2), dt.date(2026, 7, 15)
 
 def _test(dag, day: dt.date, conf: dict | None = None) -> tuple[str, dict, dict]:
     """Run a DAG for `day`; returns (state, task states, return values of the tasks that succeeded)."""
-    from airflow.utils.session import create_session
-
-    run = dag.test(logical_date=dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), run_conf=conf)
-    with create_session() as session:
-        tis = run.get_task_instances(session=session)
-        states = {ti.task_id: ti.state for ti in tis}
-        values = {ti.task_id: ti.xcom_pull(task_ids=ti.task_id, session=session) for ti in tis if ti.state == "success"}
-    return run.state, states, values
+    run = run_for_day(dag, day, conf)
+    return run.state, run.states, run.values
 
 
 def _latest_retrain_request(spec) -> dict | None:

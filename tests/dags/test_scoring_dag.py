@@ -4,6 +4,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
+from dagtest import run_for_day
 
 from batchml import warehouse as wh
 
@@ -21,15 +22,8 @@ def tiny_dags(tmp_path, monkeypatch, tiny_spec):
 
 
 def _run(dag, day: dt.date, conf: dict | None = None):
-    from airflow.utils.session import create_session
-
-    run = dag.test(logical_date=dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), run_conf=conf)
-    with create_session() as session:
-        tis = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
-        states = {k: ti.state for k, ti in tis.items()}
-        result = tis["publish_scores"].xcom_pull(task_ids="publish_scores", session=session) \
-            if states.get("publish_scores") == "success" else None
-    return run, states, result
+    run = run_for_day(dag, day, conf)
+    return run, run.states, run.value("publish_scores")
 
 
 def test_scoring_dag_publishes_each_date_once(airflow_db, tiny_spec, scoring_env):

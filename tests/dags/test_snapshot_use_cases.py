@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from dagtest import run_for_day
 
 from batchml import warehouse as wh
 
@@ -25,15 +26,8 @@ D = LANDED + dt.timedelta(days=1)  # features as of D read the newest snapshot l
 
 
 def _run(dag, day: dt.date, result_task: str, conf: dict | None = None):
-    from airflow.utils.session import create_session
-
-    run = dag.test(logical_date=dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), run_conf=conf)
-    with create_session() as session:
-        tis = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
-        states = {k: ti.state for k, ti in tis.items()}
-        result = tis[result_task].xcom_pull(task_ids=result_task, session=session) \
-            if states.get(result_task) == "success" else None
-    return run, states, result
+    run = run_for_day(dag, day, conf)
+    return run, run.states, run.value(result_task)
 
 
 def _chain(spec, settings):

@@ -5,6 +5,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from dagtest import run_for_day
 
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.mlflow]
 
@@ -12,15 +13,8 @@ T = dt.date(2026, 7, 1)
 
 
 def _run(dag, day: dt.date, conf: dict | None = None):
-    from airflow.utils.session import create_session
-
-    run = dag.test(logical_date=dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC), run_conf=conf)
-    with create_session() as session:
-        tis = {ti.task_id: ti for ti in run.get_task_instances(session=session)}
-        states = {k: ti.state for k, ti in tis.items()}
-        result = tis["register_and_gate"].xcom_pull(task_ids="register_and_gate", session=session) \
-            if states.get("register_and_gate") == "success" else None
-    return run, states, result
+    run = run_for_day(dag, day, conf)
+    return run, run.states, run.value("register_and_gate")
 
 
 def test_training_dag_registers_a_champion_then_gates_the_next_run(
