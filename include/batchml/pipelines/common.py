@@ -48,6 +48,36 @@ def doc_md(spec: UseCaseSpec, kind: str, body: str) -> str:
     )
 
 
+def dag_args(spec: UseCaseSpec, kind: str, doc: str, schedule, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments of `@dag` every generated DAG shares: id, schedule, start, owner and retries, tags, docs."""
+    return {
+        "dag_id": spec.dag_id(kind),
+        "schedule": schedule,
+        "start_date": start_datetime(spec),
+        "catchup": False,
+        "default_args": default_args(spec),
+        "tags": tags(spec, kind),
+        "doc_md": doc_md(spec, kind, doc),
+        **overrides,
+    }
+
+
+def as_of_params() -> dict[str, Any]:
+    """The `as_of` param of DAGs that run for one date."""
+    from airflow.sdk import Param
+
+    return {"as_of": Param(None, type=["null", "string"], format="date", description=AS_OF_PARAM_DOC)}
+
+
+def assets_or_cron(assets, cron: str | None):
+    """A schedule: every event of `assets`, and also `cron` (UTC) when the spec sets one."""
+    if not cron:
+        return assets
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=assets)
+
+
 def resolve_as_of(context, param: str = "as_of") -> dt.date:
     """The date a run is for: the date param if given, else the logical date, else when it was triggered."""
     raw = (context.get("params") or {}).get(param)

@@ -128,33 +128,14 @@ Run one date locally: `airflow dags test {dag_id} 2026-06-01`.
 
 
 def build_dag(spec: UseCaseSpec, settings: Settings):
-    from airflow.sdk import Param, dag, get_current_context, task
+    from airflow.sdk import dag, get_current_context, task
 
-    from batchml.pipelines.common import (
-        AS_OF_PARAM_DOC,
-        default_args,
-        doc_md,
-        fail_fast,
-        resolve_as_of,
-        run_label,
-        start_datetime,
-        tags,
-    )
+    from batchml.pipelines.common import as_of_params, dag_args, fail_fast, resolve_as_of, run_label
 
     asset = features_asset(spec)
-    dag_id = spec.dag_id("features")
+    doc = _DOC.format(dag_id=spec.dag_id("features"))
 
-    @dag(
-        dag_id=dag_id,
-        schedule=spec.features.schedule,
-        start_date=start_datetime(spec),
-        catchup=False,
-        max_active_runs=4,
-        default_args=default_args(spec),
-        tags=tags(spec, "features"),
-        doc_md=doc_md(spec, "features", _DOC.format(dag_id=dag_id)),
-        params={"as_of": Param(None, type=["null", "string"], format="date", description=AS_OF_PARAM_DOC)},
-    )
+    @dag(**dag_args(spec, "features", doc, spec.features.schedule, max_active_runs=4, params=as_of_params()))
     def features_dag():
         @task
         @fail_fast

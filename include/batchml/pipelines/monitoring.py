@@ -325,25 +325,15 @@ For the run's date **D** (the date of the published scores that triggered it, or
 
 
 def build_dag(spec: UseCaseSpec, settings: Settings):
-    from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+    from airflow.sdk import Asset, dag, get_current_context, task
 
     from batchml.alerts import BatchMLNotifier
-    from batchml.pipelines.common import (
-        AS_OF_PARAM_DOC,
-        default_args,
-        doc_md,
-        fail_fast,
-        resolve_as_of,
-        start_datetime,
-        tags,
-    )
+    from batchml.pipelines.common import as_of_params, assets_or_cron, dag_args, fail_fast, resolve_as_of
 
     mon = spec.monitoring
     scores_asset = Asset(name=f"{spec.name}.scores")
     retrain_asset = retrain_request_asset(spec)
-    schedule = scores_asset
-    if mon.schedule:
-        schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable(mon.schedule, timezone="UTC"), assets=scores_asset)
+    schedule = assets_or_cron(scores_asset, mon.schedule)
     doc = _DOC.format(horizon=spec.horizon_days, margin=mon.challenger.margin,
                       min_rows=mon.challenger.min_labelled_rows,
                       action="promoted" if mon.challenger.action == "promote" else "recommended for promotion",
@@ -353,17 +343,8 @@ def build_dag(spec: UseCaseSpec, settings: Settings):
                       cooldown=mon.retrain.cooldown_days, table=spec.monitoring_table, training=spec.dag_id("training"),
                       asset=retrain_asset.name)
 
-    @dag(
-        dag_id=spec.dag_id("monitoring"),
-        schedule=schedule,
-        start_date=start_datetime(spec),
-        catchup=False,
-        max_active_runs=1,  # cool-downs read earlier runs' requests: one date at a time
-        default_args=default_args(spec),
-        tags=tags(spec, "monitoring"),
-        doc_md=doc_md(spec, "monitoring", doc),
-        params={"as_of": Param(None, type=["null", "string"], format="date", description=AS_OF_PARAM_DOC)},
-    )
+    # max_active_runs=1: cool-downs read earlier runs' requests, so one date at a time
+    @dag(**dag_args(spec, "monitoring", doc, schedule, max_active_runs=1, params=as_of_params()))
     def monitoring_dag():
         def as_of(context) -> dt.date:
             if (context.get("params") or {}).get("as_of"):

@@ -168,18 +168,9 @@ Analysts read the views `{table}_champion` and `{table}_latest`.
 
 
 def build_dag(spec: UseCaseSpec, settings: Settings):
-    from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, get_current_context, task
+    from airflow.sdk import Asset, dag, get_current_context, task
 
-    from batchml.pipelines.common import (
-        AS_OF_PARAM_DOC,
-        default_args,
-        doc_md,
-        fail_fast,
-        resolve_as_of,
-        run_label,
-        start_datetime,
-        tags,
-    )
+    from batchml.pipelines.common import as_of_params, assets_or_cron, dag_args, fail_fast, resolve_as_of, run_label
     from batchml.pipelines.features import features_asset
 
     sc = spec.scoring
@@ -187,21 +178,9 @@ def build_dag(spec: UseCaseSpec, settings: Settings):
     doc = _DOC.format(chunk=sc.chunk_rows, top=sc.reason_codes.top, share=sc.reason_codes.exact_share,
                       others=sc.reason_codes.others, table=spec.score_table)
     # whenever the use case's feature partition is published, and on its own schedule if it has one
-    schedule = features_asset(spec)
-    if sc.schedule:
-        schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable(sc.schedule, timezone="UTC"), assets=schedule)
+    schedule = assets_or_cron(features_asset(spec), sc.schedule)
 
-    @dag(
-        dag_id=spec.dag_id("scoring"),
-        schedule=schedule,
-        start_date=start_datetime(spec),
-        catchup=False,
-        max_active_runs=2,
-        default_args=default_args(spec),
-        tags=tags(spec, "scoring"),
-        doc_md=doc_md(spec, "scoring", doc),
-        params={"as_of": Param(None, type=["null", "string"], format="date", description=AS_OF_PARAM_DOC)},
-    )
+    @dag(**dag_args(spec, "scoring", doc, schedule, max_active_runs=2, params=as_of_params()))
     def scoring_dag():
         @task(task_id="pin_models")
         @fail_fast

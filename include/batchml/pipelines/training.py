@@ -400,7 +400,8 @@ Params: `training_date`, `trials`, `timeout_seconds`, `reason` (recorded on the 
 def build_training_dag(spec: UseCaseSpec, settings: Settings):
     from airflow.sdk import Asset, Param, dag, get_current_context, task
 
-    from batchml.pipelines.common import default_args, doc_md, fail_fast, run_label, start_datetime, tags
+    from batchml.pipelines.common import assets_or_cron, dag_args, fail_fast, run_label
+    from batchml.pipelines.monitoring import retrain_request_asset
 
     tr = spec.training
     if tr.split.kind == "random":
@@ -417,25 +418,12 @@ def build_training_dag(spec: UseCaseSpec, settings: Settings):
         steps=steps, candidates=", ".join(f"{c.name} ({c.kind})" for c in tr.candidates),
         trials=tr.tuning.trials, timeout=tr.tuning.timeout_seconds, floors=tr.gate.floors, margin=tr.gate.margin,
         metric=tr.gate.metric, name=spec.name)
-    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
-
-    from batchml.pipelines.monitoring import retrain_request_asset
-
     model_asset = Asset(name=f"{spec.name}.model")
     # weekly (or as the spec says), and whenever monitoring requests a retrain
-    schedule = retrain_request_asset(spec)
-    if tr.schedule:
-        schedule = AssetOrTimeSchedule(timetable=CronTriggerTimetable(tr.schedule, timezone="UTC"), assets=schedule)
+    schedule = assets_or_cron(retrain_request_asset(spec), tr.schedule)
 
-    @dag(
-        dag_id=spec.dag_id("training"),
-        schedule=schedule,
-        start_date=start_datetime(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args(spec),
-        tags=tags(spec, "training"),
-        doc_md=doc_md(spec, "training", doc),
+    @dag(**dag_args(
+        spec, "training", doc, schedule, max_active_runs=1,
         params={
             "training_date": Param(None, type=["null", "string"], format="date",
                                    description="Training date T (YYYY-MM-DD). Empty: the run's logical date."),
@@ -448,7 +436,7 @@ def build_training_dag(spec: UseCaseSpec, settings: Settings):
                              description="Set by the monitoring DAG when it requests a retrain."),
             "figures": Param(None, type=["null", "object"], description="Monitoring figures behind a retrain request."),
         },
-    )
+    ))
     def training_dag():
         @task.pyspark(conn_id=settings.spark_conn_id)
         @fail_fast
@@ -492,7 +480,7 @@ def build_training_dag(spec: UseCaseSpec, settings: Settings):
 def build_model_admin_dag(spec: UseCaseSpec, settings: Settings):
     from airflow.sdk import Param, dag, get_current_context, task
 
-    from batchml.pipelines.common import default_args, doc_md, fail_fast, start_datetime, tags
+    from batchml.pipelines.common import dag_args, default_args, fail_fast
 
     doc = """
 Manual model administration, recorded in `model_registry_events` like the gate's decisions:
@@ -503,21 +491,14 @@ Manual model administration, recorded in `model_registry_events` like the gate's
 Trigger it from the UI with the params (a `reason` is required).
 """
 
-    @dag(
-        dag_id=spec.dag_id("model_admin"),
-        schedule=None,
-        start_date=start_datetime(spec),
-        catchup=False,
-        max_active_runs=1,
-        default_args={**default_args(spec), "retries": 0},
-        tags=tags(spec, "model_admin"),
-        doc_md=doc_md(spec, "model_admin", doc),
+    @dag(**dag_args(
+        spec, "model_admin", doc, None, max_active_runs=1, default_args={**default_args(spec), "retries": 0},
         params={
             "action": Param("promote", type="string", enum=["promote", "rollback"]),
             "version": Param(None, type=["null", "integer"], minimum=1, description="Version to promote."),
             "reason": Param("", type="string", minLength=3, maxLength=2000, description="Why (recorded)."),
         },
-    )
+    ))
     def model_admin_dag():
         @task
         @fail_fast
