@@ -125,6 +125,8 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
 
     say(f"4/4 Days after the drift that starts on {DEMO_DRIFT_START}: features -> scoring -> monitoring, "
         "until monitoring requests a retrain")
+    from batchml.pipelines.monitoring import latest_retrain_request
+
     request, monitored = None, []
     for day in DEMO_MONITORED_DAYS:
         since = dt.datetime.now(dt.UTC)
@@ -132,7 +134,7 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
             if not run_dag(settings, spec.dag_id(dag_kind), day).ok:
                 return 1
         monitored.append(day)
-        request = _retrain_request_since(spec, since)
+        request = latest_retrain_request(spec, since)
         say(f"    {day}: {_monitoring_verdict(settings, spec, day)}")
         if request:
             break
@@ -210,39 +212,16 @@ def _score_sample(settings: Settings, spec, as_of: dt.date) -> dict | None:
 
 def _monitoring_verdict(settings: Settings, spec, day: dt.date) -> str:
     """What the monitoring run of `day` decided, read back from the monitoring table."""
-    import sqlalchemy as sa
-
     from batchml import warehouse as wh
 
     engine = wh.create_engine(settings.warehouse_url)
     try:
-        with engine.connect() as conn:
-            row = conn.execute(sa.text(
-                f"SELECT status, detail FROM {wh.check_identifier(spec.monitoring_table)} "
-                "WHERE as_of_date = :d AND metric = 'retrain_request'"), {"d": day}).first()
-            alerts = conn.execute(sa.text(
-                f"SELECT COUNT(*) FROM {spec.monitoring_table} WHERE as_of_date = :d AND status = 'alert'"),
-                {"d": day}).scalar()
+        verdict = wh.retrain_verdict(engine, spec.monitoring_table, day)
     finally:
         engine.dispose()
-    if row is None:
+    if verdict is None:
         return "no monitoring figures"
-    return f"{alerts} drift alert(s); retraining {row.status} ({row.detail[:200]})"
-
-
-def _retrain_request_since(spec, since: dt.datetime) -> dict | None:
-    """The payload of the newest retrain-request asset event emitted after `since`, from Airflow's metadata DB."""
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        event = session.scalars(
-            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == f"{spec.name}.retrain_request", AssetEvent.timestamp >= since)
-            .order_by(AssetEvent.timestamp.desc())
-        ).first()
-        return dict(event.extra) if event else None
+    return f"{verdict['alerts']} drift alert(s); retraining {verdict['status']} ({verdict['detail'][:200]})"
 
 
 def _latest_training_result(settings: Settings, spec) -> dict | None:

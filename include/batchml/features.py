@@ -153,15 +153,21 @@ def read_events(
     return df.where((F.col(ts_col) >= F.lit(start)) & (F.col(ts_col) < F.lit(end)))
 
 
-def snapshot_day(raw_root: Path, spec: UseCaseSpec, as_of: dt.date) -> dt.date:
-    """The partition of a snapshot entity source that features as of `as_of` read: the newest landed before it."""
-    days = _landed_days(raw_root, spec.entity.source, as_of)
-    if not days:
+def newest_snapshot(spec: UseCaseSpec, source: str, landed: list[dt.date], as_of: dt.date, where: object) -> dt.date:
+    """The partition of a snapshot source that a run as of `as_of` reads: the newest of `landed` (the days landed
+    before `as_of`, oldest first); LandingError when there is none."""
+    if not landed:
         raise LandingError(
-            f"no snapshot of {spec.entity.source!r} landed before {as_of} under {raw_root}: land one first "
-            f"(batchml ingest {spec.name} {spec.entity.source} FILE --date YYYY-MM-DD)"
+            f"no snapshot of {source!r} landed before {as_of} under {where}: land one first "
+            f"(batchml ingest {spec.name} {source} FILE --date YYYY-MM-DD)"
         )
-    return days[-1]
+    return landed[-1]
+
+
+def snapshot_day(raw_root: Path, spec: UseCaseSpec, as_of: dt.date) -> dt.date:
+    """The partition of the snapshot entity source that features as of `as_of` read."""
+    source = spec.entity.source
+    return newest_snapshot(spec, source, _landed_days(raw_root, source, as_of), as_of, raw_root)
 
 
 def population(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> DataFrame:

@@ -313,11 +313,11 @@ _MARKER = "_generated.json"
 
 def _read_marker(landing: Landing) -> dict | None:
     if landing.is_s3:
-        from batchml.storage import _s3_client, _split_s3
+        from batchml.storage import s3_client, split_s3_url
 
-        bucket, prefix = _split_s3(landing.url)
+        bucket, prefix = split_s3_url(landing.url)
         try:
-            body = _s3_client().get_object(Bucket=bucket, Key=f"{prefix}/{_MARKER}".lstrip("/"))["Body"].read()
+            body = s3_client().get_object(Bucket=bucket, Key=f"{prefix}/{_MARKER}".lstrip("/"))["Body"].read()
         except Exception:  # noqa: BLE001 - any miss means "not generated yet"
             return None
         return json.loads(body)
@@ -330,10 +330,10 @@ def _read_marker(landing: Landing) -> dict | None:
 def _write_marker(landing: Landing, cfg: GeneratorConfig, rows: dict[str, int]) -> None:
     body = json.dumps({"config": json.loads(cfg.to_json()), "rows": rows}, indent=2)
     if landing.is_s3:
-        from batchml.storage import _s3_client, _split_s3
+        from batchml.storage import s3_client, split_s3_url
 
-        bucket, prefix = _split_s3(landing.url)
-        _s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{_MARKER}".lstrip("/"), Body=body.encode())
+        bucket, prefix = split_s3_url(landing.url)
+        s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{_MARKER}".lstrip("/"), Body=body.encode())
         return
     from pathlib import Path
 

@@ -78,11 +78,11 @@ def _s3_object(url: str):
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from batchml.storage import _s3_client, _split_s3
+    from batchml.storage import s3_client, split_s3_url
 
-    bucket, key = _split_s3(url)
+    bucket, key = split_s3_url(url)
     try:
-        return io.BytesIO(_s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
+        return io.BytesIO(s3_client().get_object(Bucket=bucket, Key=key)["Body"].read())
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("NoSuchKey", "404", "NoSuchBucket"):
@@ -147,7 +147,7 @@ def conform(spec: UseCaseSpec, source: str, frame: pd.DataFrame, origin: str) ->
             problems.append(f"{where}.columns.{name}: not castable to {col.type} ({str(exc)[:200]})")
             continue
         nulls = int(values.isna().sum())
-        if nulls and not col.nullable and name not in spec.features.fill:
+        if nulls and not col.nullable:  # the same rule as the raw-data suite, which would fail them later
             problems.append(f"{where}.columns.{name}: {nulls} null value(s) but the column is not nullable "
                             "(declare nullable: true and a features.fill value, or fix the file)")
         if col.unique:
@@ -158,14 +158,10 @@ def conform(spec: UseCaseSpec, source: str, frame: pd.DataFrame, origin: str) ->
         arrays.append(pa.array(values, type=types[col.type], from_pandas=True))
         fields.append(pa.field(name, types[col.type], nullable=True))
     label = spec.label
-    if isinstance(label, ColumnLabelSpec) and source == spec.entity.source and label.column in frame.columns:
-        classes = sorted(map(str, frame[label.column].dropna().unique()))
-        if len(classes) != 2:
-            problems.append(f"{spec.path or spec.name}: label.column {label.column!r}: a binary label needs exactly "
-                            f"two classes, {origin} has {len(classes)}: {classes[:10]}")
-        elif str(label.positive) not in classes:
-            problems.append(f"{spec.path or spec.name}: label.positive {label.positive!r} is not one of the values "
-                            f"{classes} of {label.column!r}")
+    if isinstance(label, ColumnLabelSpec) and source == spec.entity.source:
+        problem = label.problem_with(frame[label.column].dropna().unique())
+        if problem:
+            problems.append(f"{spec.path or spec.name}: label.column {label.column!r}: {problem} in {origin}")
     if not len(frame):
         problems.append(f"{origin}: the file has no rows")
     if problems:

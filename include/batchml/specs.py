@@ -105,6 +105,15 @@ class ColumnLabelSpec(_Spec):
     positive: str | int | bool
     """The value meaning "yes" (e.g. "Yes", 1, true); the column must hold exactly two values."""
 
+    def problem_with(self, values) -> str | None:
+        """Why the distinct non-null `values` of the label column cannot be this binary label, or None."""
+        classes = sorted({str(v) for v in values})
+        if len(classes) != 2:
+            return f"a binary label needs exactly two classes, the column has {len(classes)}: {classes[:10]}"
+        if str(self.positive) not in classes:
+            return f"label.positive {self.positive!r} is not one of its values {classes}"
+        return None
+
 
 def _kind_or(default: str, *others: str):
     """Discriminator of a union of specs: the `kind` key, or `default` when a spec leaves it out."""

@@ -38,13 +38,13 @@ def partition_name(day: dt.date) -> str:
     return PARTITION_FORMAT.format(day=day.isoformat())
 
 
-def _s3_client():
+def s3_client():
     import boto3  # boto3 honours AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_PROFILE, ... from the environment
 
     return boto3.client("s3")
 
 
-def _split_s3(url: str) -> tuple[str, str]:
+def split_s3_url(url: str) -> tuple[str, str]:
     rest = url[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
     return bucket, prefix.strip("/")
@@ -71,8 +71,8 @@ class Landing:
         """
         out: dict[dt.date, dict[str, str]] = {}
         if self.is_s3:
-            bucket, prefix = _split_s3(f"{self.url}/{source}")
-            paginator = _s3_client().get_paginator("list_objects_v2")
+            bucket, prefix = split_s3_url(f"{self.url}/{source}")
+            paginator = s3_client().get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix + "/"):
                 for obj in page.get("Contents", []):
                     part, _, name = obj["Key"][len(prefix) + 1 :].partition("/")
@@ -113,9 +113,9 @@ class Landing:
 
             sink = pa.BufferOutputStream()
             pq.write_table(table, sink, compression="zstd")
-            bucket, prefix = _split_s3(self.partition_url(source, day))
+            bucket, prefix = split_s3_url(self.partition_url(source, day))
             key = f"{prefix}/{name}"
-            _s3_client().put_object(Bucket=bucket, Key=key, Body=sink.getvalue().to_pybytes())
+            s3_client().put_object(Bucket=bucket, Key=key, Body=sink.getvalue().to_pybytes())
             return f"s3://{bucket}/{key}"
         folder = Path(self.partition_url(source, day))
         folder.mkdir(parents=True, exist_ok=True)
@@ -133,9 +133,9 @@ class Landing:
         """
         if not self.is_s3:
             return Path(self.url)
-        bucket, prefix = _split_s3(self.url)
+        bucket, prefix = split_s3_url(self.url)
         root = mirror_root / bucket / prefix
-        client = _s3_client()
+        client = s3_client()
         downloaded = 0
         for source, days in sources_days.items():
             remote_source = self.list_source(source)

@@ -110,16 +110,14 @@ def column_labels(spec: UseCaseSpec, raw_root: Path, snapshot: dt.date) -> pd.Da
     assert isinstance(label, ColumnLabelSpec)
     key = spec.entity.key
     day = snapshot_day(raw_root, spec, snapshot)
-    table = read_partition(raw_root, spec.entity.source, day).select([key, label.column]).to_pandas()
+    table = read_partition(raw_root, spec.entity.source, day, columns=[key, label.column]).to_pandas()
     where = f"{spec.path or spec.name}: label.column {label.column!r} (snapshot dt={day})"
     values = table[label.column]
-    classes = sorted(map(str, values.dropna().unique()))
     if values.isna().any():
         raise TrainingDataError(f"{where}: {int(values.isna().sum())} rows have no label; drop or fix them")
-    if len(classes) != 2:
-        raise TrainingDataError(f"{where}: a binary label needs exactly two classes, found {len(classes)}: {classes[:10]}")
-    if str(label.positive) not in classes:
-        raise TrainingDataError(f"{where}: label.positive {label.positive!r} is not one of its values {classes}")
+    problem = label.problem_with(values.unique())
+    if problem:
+        raise TrainingDataError(f"{where}: {problem}")
     return pd.DataFrame({key: table[key], LABEL: (values.astype(str) == str(label.positive)).astype("int8")})
 
 

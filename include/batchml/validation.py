@@ -277,17 +277,10 @@ def required_partitions(spec: UseCaseSpec, as_of: dt.date) -> dict[str, list[dt.
 
 def _snapshot_days(spec: UseCaseSpec, landing, as_of: dt.date) -> dict[str, list[dt.date]]:
     """A snapshot source needs its newest partition before `as_of`, whatever its date (tables land when they change)."""
-    out = {}
-    for name in _sources_read(spec):
-        if spec.sources[name].kind == "snapshot":
-            days = landing.landed_days(name, before=as_of)
-            if not days:
-                raise LandingError(
-                    f"no snapshot of {name!r} landed before {as_of} under {landing.url}: land one first "
-                    f"(batchml ingest {spec.name} {name} FILE --date YYYY-MM-DD)"
-                )
-            out[name] = days[-1:]
-    return out
+    from batchml.features import newest_snapshot
+
+    return {name: [newest_snapshot(spec, name, landing.landed_days(name, before=as_of), as_of, landing.url)]
+            for name in _sources_read(spec) if spec.sources[name].kind == "snapshot"}
 
 
 def _sources_read(spec: UseCaseSpec) -> list[str]:
@@ -355,7 +348,7 @@ def active_population_size(spec: UseCaseSpec, raw_root: Path, as_of: dt.date) ->
         from batchml.features import snapshot_day
         from batchml.storage import read_partition
 
-        table = read_partition(raw_root, spec.entity.source, snapshot_day(raw_root, spec, as_of))
+        table = read_partition(raw_root, spec.entity.source, snapshot_day(raw_root, spec, as_of), columns=[key])
         return len(pc.unique(table[key]))
 
     def keys(source: str, ts_col: str) -> set:

@@ -563,6 +563,22 @@ def last_retrain_request(engine, table: str, before: dt.date) -> dt.date | None:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
+def retrain_verdict(engine, table: str, day: dt.date) -> dict | None:
+    """The retraining decision monitoring recorded for `day` (status, detail) and the day's count of drift alerts;
+    None when monitoring has not run for that day."""
+    import sqlalchemy as sa
+
+    check_identifier(table)
+    if table not in sa.inspect(engine).get_table_names():
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(f"SELECT status, detail FROM {table} "
+                                   "WHERE as_of_date = :d AND metric = 'retrain_request'"), {"d": day}).first()
+        alerts = conn.execute(sa.text(f"SELECT COUNT(*) FROM {table} WHERE as_of_date = :d AND status = 'alert'"),
+                              {"d": day}).scalar()
+    return None if row is None else {"status": row.status, "detail": row.detail, "alerts": int(alerts)}
+
+
 def read_scores(engine, table: str, key: str, day: dt.date, role: str = "champion"):
     """(entity, score, model_version) of one date and model role, as a DataFrame."""
     import pandas as pd

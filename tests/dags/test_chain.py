@@ -22,30 +22,18 @@ def _test(dag, day: dt.date, conf: dict | None = None) -> tuple[str, dict, dict]
     return run.state, run.states, run.values
 
 
-def _latest_retrain_request(spec) -> dict | None:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        event = session.scalars(
-            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.name == f"{spec.name}.retrain_request").order_by(AssetEvent.timestamp.desc())
-        ).first()
-        return dict(event.extra) if event else None
-
-
 def test_drift_requests_a_retrain_that_registers_a_new_version(
     airflow_db, small_training_spec, training_landing, isolated_home
 ):
     from batchml import registry, warehouse
     from batchml.pipelines import features, monitoring, scoring, training
+    from batchml.pipelines.monitoring import latest_retrain_request
 
     spec = small_training_spec
     settings = isolated_home(landing_url=training_landing.url)
     state, states, _ = _test(training.build_training_dag(spec, settings), T, {"reason": "first model"})
     assert state == "success", states
-    before_drift = _latest_retrain_request(spec)
+    before_drift = latest_retrain_request(spec)
 
     dags = [features.build_dag(spec, settings), scoring.build_dag(spec, settings), monitoring.build_dag(spec, settings)]
     results = {}
@@ -64,7 +52,7 @@ def test_drift_requests_a_retrain_that_registers_a_new_version(
     assert "txn_" in request["reason"]  # the drifted features are named
 
     # the request reached Airflow as an asset event the training DAG is scheduled on
-    event = _latest_retrain_request(spec)
+    event = latest_retrain_request(spec)
     assert event and event != before_drift and event["reason"] == request["reason"]
     assert "churn.retrain_request" in repr(training.build_training_dag(spec, settings).timetable)
 
@@ -77,6 +65,11 @@ def test_drift_requests_a_retrain_that_registers_a_new_version(
     decision_rows = decision_rows.set_index(decision_rows.as_of_date.astype(str))
     assert decision_rows.loc[DRIFTED_DAY.isoformat(), "status"] == "requested"
     assert decision_rows.loc[STABLE_DAY.isoformat(), "status"] == "ok"
+    verdict = warehouse.retrain_verdict(engine, "churn_monitoring", DRIFTED_DAY)  # what the demo prints
+    assert verdict["status"] == "requested" and verdict["detail"] == decision_rows.loc[DRIFTED_DAY.isoformat(), "detail"]
+    assert verdict["alerts"] == int(((rows.as_of_date.astype(str) == DRIFTED_DAY.isoformat())
+                                     & (rows.status == "alert")).sum()) > 0
+    assert warehouse.retrain_verdict(engine, "churn_monitoring", dt.date(2026, 7, 3)) is None
     assert drifted["publish_monitoring"]["report"].endswith(f"drift_{DRIFTED_DAY}.html")
 
     # what the scheduler would do with the event: a training run for the requested date and reason

@@ -63,8 +63,8 @@ def compute_drift(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> dict
     features_file = feature_partition_file(settings.features_root, spec.name, as_of)
     if not features_file.exists():
         raise registry.RegistryError(f"{features_file}: D's feature partition is gone; cannot compare features")
-    current = pd.read_parquet(features_file, columns=[spec.entity.key, *[c for c in profile["features"]
-                                                                        if c in _columns_of(features_file)]])
+    present = set(_columns_of(features_file))
+    current = pd.read_parquet(features_file, columns=[spec.entity.key, *[c for c in profile["features"] if c in present]])
     current = current.merge(scores[[spec.entity.key, "score"]], on=spec.entity.key, how="inner")
     result = feature_drift(spec, profile, sample, current.drop(columns=[spec.entity.key, "score"]),
                            current["score"].to_numpy())
@@ -77,7 +77,7 @@ def compute_drift(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> dict
     log.info("Drift on %s (v%s): score PSI %.3f; PSI alerts on %s", as_of, version, summary["score_psi"],
              summary["psi_alert_features"] or "no feature")
     return {"as_of": as_of.isoformat(), "model_version": version, "summary": summary,
-            "drift_file": str(folder / "drift.json")}
+            "test_metrics": profile["test_metrics"], "drift_file": str(folder / "drift.json")}
 
 
 def _columns_of(path: Path) -> list[str]:
@@ -129,11 +129,8 @@ def decide_retrain(spec: UseCaseSpec, settings: Settings, as_of: dt.date, drift:
 
     engine = wh.create_engine(settings.warehouse_url)
     last = wh.last_retrain_request(engine, spec.monitoring_table, as_of)
-    test_metrics = {}
-    if drift.get("drift_file"):
-        test_metrics = json.loads(Path(drift["drift_file"]).read_text())["test_metrics"]
     decision = retrain_decision(spec, as_of, drift.get("summary"), performance.get("roles", {}).get("champion"),
-                                test_metrics, last, training_active, data_ok=not drift.get("skipped"))
+                                drift.get("test_metrics", {}), last, training_active, data_ok=not drift.get("skipped"))
     out = {"request": decision.request, "reasons": decision.reasons, "suppressed": decision.suppressed,
            "figures": decision.figures, "last_request": last.isoformat() if last else None}
     log.info("Retraining decision for %s: %s %s", as_of, "REQUEST" if decision.request else "no request",
@@ -297,6 +294,22 @@ def retrain_request_asset(spec: UseCaseSpec):
     return Asset(name=f"{spec.name}.retrain_request")
 
 
+def latest_retrain_request(spec: UseCaseSpec, since: dt.datetime | None = None) -> dict | None:
+    """The payload of the newest retrain-request asset event (emitted after `since`), from Airflow's metadata DB:
+    what the scheduler hands the training DAG."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = (select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+             .where(AssetModel.name == retrain_request_asset(spec).name))
+    if since is not None:
+        query = query.where(AssetEvent.timestamp >= since)
+    with create_session() as session:
+        event = session.scalars(query.order_by(AssetEvent.timestamp.desc())).first()
+        return dict(event.extra) if event else None
+
+
 def retrain_request(spec: UseCaseSpec, decision: dict) -> dict:
     """What a retrain request carries: the training date, the reason and the figures behind it."""
     return {"trigger": "drift" if decision["figures"].get("drift") else "decay",
@@ -312,7 +325,7 @@ For the run's date **D** (the date of the published scores that triggered it, or
 
 1. `compute_drift`: D's features and champion scores against the reference stored with the version that scored
    them: PSI, KS, chi-square, null and unseen shares per feature; PSI of the scores.
-2. `realized_performance`: scores of D-{horizon}d against outcomes now matured, for the champion and the challenger.
+2. `realized_performance`: {realized}
 3. `review_challenger`: a challenger that beats the champion by {margin} ROC AUC on at least {min_rows} matured rows is
    {action}.
 4. `decide_retrain`: score PSI >= {score_psi}, or >= {share:.0%} of the top {top} features (or {all_share:.0%} of all) with
@@ -334,7 +347,9 @@ def build_dag(spec: UseCaseSpec, settings: Settings):
     scores_asset = Asset(name=f"{spec.name}.scores")
     retrain_asset = retrain_request_asset(spec)
     schedule = assets_or_cron(scores_asset, mon.schedule)
-    doc = _DOC.format(horizon=spec.horizon_days, margin=mon.challenger.margin,
+    realized = (f"scores of D-{spec.horizon_days}d against outcomes now matured, for the champion and the challenger."
+                if spec.horizon_days else "skipped: the label is a column of the snapshot, known when scoring.")
+    doc = _DOC.format(realized=realized, margin=mon.challenger.margin,
                       min_rows=mon.challenger.min_labelled_rows,
                       action="promoted" if mon.challenger.action == "promote" else "recommended for promotion",
                       score_psi=mon.retrain.score_psi, share=mon.retrain.drifted_important_share,

@@ -53,11 +53,9 @@ def score_features(spec: UseCaseSpec, settings: Settings, as_of: dt.date, pinned
 
     registry.connect(settings)
     started = time.perf_counter()
-    models = [PinnedModel("champion", pinned["model_name"], pinned["champion"],
-                          registry.load_batch_model(f"models:/{pinned['model_name']}/{pinned['champion']}"))]
-    if pinned.get("challenger"):
-        models.append(PinnedModel("challenger", pinned["model_name"], pinned["challenger"],
-                                  registry.load_batch_model(f"models:/{pinned['model_name']}/{pinned['challenger']}")))
+    name = pinned["model_name"]
+    models = [PinnedModel(role, name, pinned[role], registry.load_batch_model(f"models:/{name}/{pinned[role]}"))
+              for role in ("champion", "challenger") if pinned.get(role)]
     load_seconds = time.perf_counter() - started
     folder = _staging_dir(spec, settings, as_of) / label
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,11 +141,11 @@ def publish_scores(spec: UseCaseSpec, settings: Settings, ref: dict) -> dict:
 
 def export_to_s3(spec: UseCaseSpec, staged_file: Path, as_of: dt.date) -> str:
     """Upload D's scores as Parquet to `<export_url>/<table>/dt=D/scores.parquet` (one PUT: replaced on re-run)."""
-    from batchml.storage import _s3_client, _split_s3, partition_name
+    from batchml.storage import partition_name, s3_client, split_s3_url
 
-    bucket, prefix = _split_s3(spec.scoring.export_url)
+    bucket, prefix = split_s3_url(spec.scoring.export_url)
     key = "/".join(p for p in (prefix, spec.score_table, partition_name(as_of), "scores.parquet") if p)
-    _s3_client().upload_file(str(staged_file), bucket, key)
+    s3_client().upload_file(str(staged_file), bucket, key)
     return f"s3://{bucket}/{key}"
 
 
