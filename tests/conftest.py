@@ -211,17 +211,17 @@ def write_synthetic_lake(root: Path, spec, training_date: dt.date, users_per_sna
     import pandas as pd
     import pyarrow as pa
 
-    from batchml.features import AS_OF_COLUMN, feature_columns
+    from batchml.partitions import snapshot_plan
+    from batchml.specs import AS_OF_COLUMN
     from batchml.storage import Landing, feature_partition_dir
-    from batchml.training import SPLITS, snapshot_plan
 
     rng = np.random.default_rng(seed)
     features_root, raw = root / "features", Landing(str(root / "landing"))
     key, label_src = spec.entity.key, spec.label.source
     ts_col = spec.sources[label_src].timestamp
-    cols = feature_columns(spec)
+    cols = spec.feature_columns()
     events = []
-    for s in (s for name in SPLITS for s in snapshot_plan(spec, training_date)[name]):
+    for s in snapshot_plan(spec, training_date).all:
         n = users_per_snapshot
         frame = pd.DataFrame({key: [f"u{s:%m%d}_{i}" for i in range(n)], AS_OF_COLUMN: s})
         for col, kind in cols.items():
@@ -266,7 +266,7 @@ def tiny_lake(tiny_spec, tmp_root):
 
 @pytest.fixture(scope="session")
 def tiny_training_set(tiny_spec, tiny_lake):
-    from batchml.training import build_training_set
+    from batchml.datasets import build_training_set
 
     features_root, raw_root = tiny_lake
     return build_training_set(tiny_spec, features_root, raw_root, TINY_TRAINING_DATE)
@@ -307,15 +307,16 @@ def small_training_spec(churn_spec):
 @pytest.fixture(scope="session")
 def trained_folder(tiny_spec, tiny_lake, tmp_path_factory):
     """One finished training run (candidates trained with a tiny budget, evaluated) on the synthetic lake."""
-    from batchml.pipelines import training as steps
+    from batchml.datasets import prepare_training_set
+    from batchml.evaluation import evaluate
     from batchml.settings import Settings
+    from batchml.training import train_candidates
 
     features_root, raw_root = tiny_lake
     settings = Settings(data_root=features_root.parent, landing_url=str(raw_root))
     folder = tmp_path_factory.mktemp("trained") / "run"
-    ref = steps.build_training_set(tiny_spec, settings, TINY_TRAINING_DATE, folder)
-    ref = steps.train_candidates(tiny_spec, settings, ref, trials=2, timeout=None)
-    return steps.evaluate(tiny_spec, settings, ref)
+    ref = prepare_training_set(tiny_spec, settings, TINY_TRAINING_DATE, folder)
+    return evaluate(tiny_spec, train_candidates(tiny_spec, ref, trials=2, timeout=None))
 
 
 @pytest.fixture
@@ -328,12 +329,12 @@ def trained_run(trained_folder, tiny_lake, isolated_home):
     # the data root is the shared lake; MLflow, the warehouse and run folders default to this test's own home
     settings = isolated_home(data_root=features_root.parent, landing_url=raw_root)
 
-    def run(label: str) -> dict:
+    def run(label: str):
         folder = settings.home / "runs" / label
-        shutil.copytree(trained_folder["run_dir"], folder)
+        shutil.copytree(trained_folder.run_dir, folder)
         evaluation = folder / "evaluation.json"  # plot paths point into the copied folder
-        evaluation.write_text(evaluation.read_text().replace(str(Path(trained_folder["run_dir"])), str(folder)))
-        return {**trained_folder, "run_dir": str(folder)}
+        evaluation.write_text(evaluation.read_text().replace(str(Path(trained_folder.run_dir)), str(folder)))
+        return trained_folder.model_copy(update={"run_dir": str(folder)})
 
     return settings, run
 
@@ -375,11 +376,11 @@ def scoring_env(tiny_spec, tiny_lake, trained_folder, isolated_home, warehouse_u
     features_root, raw_root = tiny_lake
     settings = isolated_home(data_root=features_root.parent, landing_url=raw_root, warehouse_url=warehouse_url)
     folder = settings.home / "run"
-    shutil.copytree(trained_folder["run_dir"], folder)
+    shutil.copytree(trained_folder.run_dir, folder)
     evaluation = folder / "evaluation.json"
-    evaluation.write_text(evaluation.read_text().replace(trained_folder["run_dir"], str(folder)))
-    from batchml.pipelines import training as training_steps
+    evaluation.write_text(evaluation.read_text().replace(trained_folder.run_dir, str(folder)))
+    from batchml.gate import register_and_gate
 
-    result = training_steps.register_and_gate(tiny_spec, settings, {**trained_folder, "run_dir": str(folder)}, "t1")
-    assert result["verdict"] == "champion"
+    result = register_and_gate(tiny_spec, settings, trained_folder.model_copy(update={"run_dir": str(folder)}), "t1")
+    assert result.verdict == "champion"
     return settings

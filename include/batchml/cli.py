@@ -56,7 +56,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise ValueError(f"--to {args.to_date} is before --from {args.from_date}")
     settings = get_settings()
     days = day_range(args.from_date, args.to_date)
-    print(f"Backfilling {args.dag_id} for {len(days)} date(s), one `airflow dags test` run each:")
+    print(f"Backfilling {args.dag_id} for {len(days)} date(s), one independent run each (Airflow's dag.test):")
     outcomes = [run_dag(settings, args.dag_id, day) for day in days]
     failed = [o.day.isoformat() for o in outcomes if not o.ok]
     total = sum(o.seconds for o in outcomes)
@@ -75,6 +75,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     spec = get_spec(settings.specs_dir, args.use_case)
     result = ingest(spec, args.source, args.file, args.date, args.landing or settings.landing_url)
     print(f"Landed {result.rows:,} rows of {spec.name}.{result.source} for {result.day}: {result.location}")
+    if result.replaced_rows:
+        print(f"  replaced the {result.replaced_rows:,} rows the partition held before (the day is replaced whole)")
     if result.dropped_columns:
         print(f"  columns not declared in the spec, not landed: {', '.join(result.dropped_columns)}")
     if result.label_rate is not None:
@@ -86,14 +88,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from batchml import checks
+    from batchml.pipelines.common import DAG_KINDS
     from batchml.settings import get_settings
-    from batchml.specs import discover_specs
+    from batchml.specs import discover
 
     settings = get_settings()
-    specs = discover_specs(settings.specs_dir)
-    print(f"Settings OK. Specs in {settings.specs_dir}: {len(specs)}")
-    for spec in specs:
-        print(f"  {spec.name}: DAGs {spec.dag_id('features')}; sources {', '.join(spec.sources)}")
+    found = discover(settings.specs_dir)
+    results = checks.environment(settings)
+    results += [c for spec in found.specs if (c := checks.custom_features(spec)) is not None]
+    print("Settings OK. Environment:")
+    for c in results:
+        print(f"  {'ok  ' if c.ok else 'FAIL'} {c.what}: {c.detail}")
+    print(f"Specs in {settings.specs_dir}: {len(found.specs)} valid, {len(found.errors)} invalid")
+    for spec in found.specs:
+        print(f"  {spec.name}: DAGs {', '.join(spec.dag_id(kind) for kind in DAG_KINDS)}; "
+              f"sources {', '.join(spec.sources)}")
+    for message in found.errors.values():
+        print("  INVALID " + message.replace("\n", "\n    "))
+    failed = [c for c in results if not c.ok]
+    if failed or found.errors:
+        print(f"{len(failed) + len(found.errors)} problem(s): fix them (each line says how), then run "
+              "`batchml check` again.")
+        return 2
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The demo: generate the churn data set and run the generated DAGs with `airflow dags test`, then summarize.
+"""The demo: generate the churn data set and run the generated DAGs through Airflow (`dag.test`, in one process),
+then summarize.
 
 Every DAG run's full log goes to `<home>/logs/dag-runs/`; the terminal shows one progress line per run and, at the
 end, what was produced, where, and the key figures. Re-running reuses the data already generated and replaces
@@ -8,7 +9,6 @@ each output in place (nothing is duplicated).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
 import sys
@@ -69,26 +69,21 @@ def migrate_metadata_db(settings: Settings) -> None:
 
 
 def run_dag(settings: Settings, dag_id: str, day: dt.date, conf: dict | None = None) -> DagRunOutcome:
-    """`airflow dags test DAG_ID DAY` with its output in a log file; one progress line on the terminal."""
-    import json
+    """One run of a generated DAG for `day`, through Airflow (`dag.test`, in this process: Airflow, Spark, GX and
+    MLflow load once for the whole demo); its output in a log file, one progress line on the terminal."""
+    from batchml.pipelines.local import run_dag as run_locally
+    from batchml.specs import get_spec
 
+    use_case, _, kind = dag_id.partition("__")
+    spec = get_spec(settings.specs_dir, use_case)
     log_file = settings.home / "logs" / "dag-runs" / f"{dag_id}_{day.isoformat()}.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [airflow_bin(), "dags", "test", dag_id, day.isoformat()]
-    if conf:
-        cmd += ["-c", json.dumps(conf)]
     print(f"  ▸ {dag_id} for {day} ...", end="", flush=True)
-    started = time.perf_counter()
-    with open(log_file, "w") as log:
-        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-    seconds = time.perf_counter() - started
-    text = log_file.read_text(errors="replace")
-    ok = done.returncode == 0 and "state=success" in text
-    say(f" {'ok' if ok else 'FAILED'} ({seconds:.0f} s)")
-    if not ok:
-        say(_failure_excerpt(text))
+    run = run_locally(spec, settings, kind, day, conf, log_file)
+    say(f" {'ok' if run.ok else 'FAILED'} ({run.seconds:.0f} s)")
+    if not run.ok:
+        say(_failure_excerpt(log_file.read_text(errors="replace")))
         say(f"    full log: {log_file}")
-    return DagRunOutcome(dag_id, day, ok, seconds, log_file)
+    return DagRunOutcome(dag_id, day, run.ok, run.seconds, log_file)
 
 
 def _failure_excerpt(text: str, limit: int = 25) -> str:
@@ -115,7 +110,8 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
         + ": " + ", ".join(f"{n:,} {s}" for s, n in gen.rows.items())
     )
 
-    say(f"3/4 Train and score as of {as_of} (airflow dags test; logs in {settings.home / 'logs' / 'dag-runs'})")
+    say(f"3/4 Train and score as of {as_of} (the DAGs, run by Airflow's dag.test; logs in "
+        f"{settings.home / 'logs' / 'dag-runs'})")
     for dag_kind, conf in (("features", None), ("training", {"reason": "batchml demo", **DEMO_TUNING}),
                            ("scoring", None), ("monitoring", None)):
         if not run_dag(settings, spec.dag_id(dag_kind), as_of, conf).ok:
@@ -191,20 +187,18 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
 def _score_sample(settings: Settings, spec, as_of: dt.date) -> dict | None:
     """The day's row count and its five highest-risk champion rows, read back from the warehouse."""
     import pandas as pd
+    import sqlalchemy as sa
 
     from batchml import warehouse as wh
 
-    engine = wh.create_engine(settings.warehouse_url)
-    table = wh.check_identifier(f"{spec.score_table}_champion")
     key = spec.entity.key
-    try:
-        rows = pd.read_sql(f"SELECT COUNT(*) AS n FROM {table} WHERE as_of_date = :d", engine,
-                           params={"d": as_of.isoformat()}).n.iloc[0]
-        top = pd.read_sql(
-            f"SELECT {key}, score, risk_band, reason_1, reason_1_value, reason_2, reason_2_value FROM {table} "
-            "WHERE as_of_date = :d ORDER BY score DESC LIMIT 5", engine, params={"d": as_of.isoformat()})
-    finally:
-        engine.dispose()
+    view = sa.table(f"{spec.score_table}_champion", *[sa.column(c) for c in (
+        key, "as_of_date", "score", "risk_band", "reason_1", "reason_1_value", "reason_2", "reason_2_value")])
+    on_day = view.c.as_of_date == as_of.isoformat()
+    with wh.engine(settings.warehouse_url).connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(view).where(on_day)).scalar()
+        top = pd.read_sql(sa.select(*[c for c in view.c if c.name != "as_of_date"]).where(on_day)
+                          .order_by(view.c.score.desc()).limit(5), conn)
     top["score"] = top.score.map(lambda v: f"{v:.3f}")
     text = "\n".join("                  " + line for line in top.to_string(index=False).splitlines())
     return {"rows": int(rows), "text": text}
@@ -213,12 +207,9 @@ def _score_sample(settings: Settings, spec, as_of: dt.date) -> dict | None:
 def _monitoring_verdict(settings: Settings, spec, day: dt.date) -> str:
     """What the monitoring run of `day` decided, read back from the monitoring table."""
     from batchml import warehouse as wh
+    from batchml.monitoring import retrain_verdict
 
-    engine = wh.create_engine(settings.warehouse_url)
-    try:
-        verdict = wh.retrain_verdict(engine, spec.monitoring_table, day)
-    finally:
-        engine.dispose()
+    verdict = retrain_verdict(wh.engine(settings.warehouse_url), spec.monitoring_table, day)
     if verdict is None:
         return "no monitoring figures"
     return f"{verdict['alerts']} drift alert(s); retraining {verdict['status']} ({verdict['detail'][:200]})"

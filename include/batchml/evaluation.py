@@ -1,108 +1,52 @@
-"""Honest evaluation on the test window: metrics, calibration, lift, per-segment figures, SHAP, and the model card.
+"""Honest evaluation on the test window: the training DAG's `evaluate` step.
 
-Everything here takes labels and probabilities (or a fitted model and a frame) and returns numbers, tables or
-image files; the model card is one self-contained HTML page (images inlined) a person can open anywhere.
+It scores every candidate on the test window the gate uses, and computes for the selected model: headline metrics
+with bootstrap confidence intervals (and the baseline's), calibration, lift by decile, per-segment figures, fairness
+per group of the sensitive attributes, SHAP (`explain`), cross-validation next to the untuned references on the same
+folds, and the monitoring reference stored with the version. `model_card` renders it all into one HTML page.
 """
 
 from __future__ import annotations
 
-import base64
+import json
 import logging
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from batchml.training import BatchModel, metric_value
+from batchml.metrics import (
+    HEADLINE,
+    bootstrap_intervals,
+    calibration_table,
+    decile_table,
+    disparity_ratios,
+    expected_calibration_error,
+    group_rates,
+    headline,
+    metric_value,
+    segment_table,
+)
+from batchml.models import BatchModel
+from batchml.reports import pyplot, save_figure
+from batchml.results import EvaluatedModel, SelectedModel
+from batchml.specs import UseCaseSpec
+
+if TYPE_CHECKING:
+    from batchml.datasets import TrainingSet
 
 log = logging.getLogger(__name__)
 
-HEADLINE = ("roc_auc", "pr_auc", "log_loss", "brier", "top_decile_capture")
-
-
-def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """Headline metrics plus the base rate and size."""
-    out = {name: metric_value(name, y, p) for name in HEADLINE}
-    out["top_decile_lift"] = out["top_decile_capture"] / 0.1
-    out["base_rate"] = float(np.mean(y))
-    out["rows"] = int(len(y))
-    return out
-
-
-def decile_table(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
-    """Rows ranked by score into ten equal groups: positives, rate, lift and cumulative capture per decile."""
-    order = np.argsort(-p, kind="stable")
-    groups = np.array_split(order, 10)
-    total, base = max(int(y.sum()), 1), float(np.mean(y))
-    rows, captured = [], 0
-    for i, idx in enumerate(groups, start=1):
-        pos = int(y[idx].sum())
-        captured += pos
-        rate = pos / max(len(idx), 1)
-        rows.append({"decile": i, "rows": len(idx), "positives": pos, "rate": rate,
-                     "lift": rate / base if base else 0.0, "cumulative_capture": captured / total,
-                     "min_score": float(p[idx].min()) if len(idx) else 0.0})
-    return pd.DataFrame(rows)
-
-
-def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> pd.DataFrame:
-    """Mean predicted vs observed rate in equal-count bins of the score."""
-    order = np.argsort(p, kind="stable")
-    out = []
-    for idx in np.array_split(order, bins):
-        if len(idx):
-            out.append({"predicted": float(p[idx].mean()), "observed": float(y[idx].mean()), "rows": len(idx)})
-    return pd.DataFrame(out)
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    table = calibration_table(y, p, bins)
-    return float((table.rows * (table.predicted - table.observed).abs()).sum() / table.rows.sum())
-
-
-def segment_table(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, segments: list[str]) -> pd.DataFrame:
-    """The headline metrics per value of each segment column (AUC is blank where a group has one class)."""
-    rows = []
-    for col in segments:
-        for value, idx in frame.groupby(col, observed=True).indices.items():
-            ys, ps = y[idx], p[idx]
-            two_classes = 0 < ys.sum() < len(ys)
-            rows.append({
-                "segment": col, "value": value, "rows": len(idx), "positives": int(ys.sum()),
-                "rate": float(ys.mean()), "mean_score": float(ps.mean()),
-                "roc_auc": metric_value("roc_auc", ys, ps) if two_classes else None,
-                "pr_auc": metric_value("pr_auc", ys, ps) if two_classes else None,
-                "brier": metric_value("brier", ys, ps),
-            })
-    return pd.DataFrame(rows)
-
-
-# Plots -----------------------------------------------------------------------------------------------------------
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return path
+# Plots -------------------------------------------------------------------------------------------------------------
 
 
 def plot_curves(y: np.ndarray, scores: dict[str, np.ndarray], folder: Path) -> dict[str, Path]:
     """ROC and precision-recall curves of several models on the same rows."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    plt = _plt()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
     for name, p in scores.items():
         fpr, tpr, _ = roc_curve(y, p)
@@ -115,11 +59,11 @@ def plot_curves(y: np.ndarray, scores: dict[str, np.ndarray], folder: Path) -> d
     b.set(xlabel="recall", ylabel="precision", title="Precision-recall (test window)")
     a.legend(fontsize=8)
     b.legend(fontsize=8)
-    return {"curves": _save(fig, folder / "curves.png")}
+    return {"curves": save_figure(fig, folder / "curves.png")}
 
 
 def plot_calibration(y: np.ndarray, p: np.ndarray, folder: Path) -> dict[str, Path]:
-    plt = _plt()
+    plt = pyplot()
     table = calibration_table(y, p)
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     top = max(table.predicted.max(), table.observed.max()) * 1.05
@@ -127,11 +71,11 @@ def plot_calibration(y: np.ndarray, p: np.ndarray, folder: Path) -> dict[str, Pa
     ax.plot(table.predicted, table.observed, marker="o", label="model")
     ax.set(xlabel="mean predicted probability", ylabel="observed rate", title="Calibration (test, 10 bins)")
     ax.legend(fontsize=8)
-    return {"calibration": _save(fig, folder / "calibration.png")}
+    return {"calibration": save_figure(fig, folder / "calibration.png")}
 
 
 def plot_lift(deciles: pd.DataFrame, folder: Path) -> dict[str, Path]:
-    plt = _plt()
+    plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     a.bar(deciles.decile, deciles.lift)
     a.axhline(1.0, ls=":", c="grey")
@@ -140,102 +84,186 @@ def plot_lift(deciles: pd.DataFrame, folder: Path) -> dict[str, Path]:
     b.plot([0, 10], [0, 1], ls=":", c="grey", label="random")
     b.set(xlabel="deciles targeted", ylabel="share of positives captured", title="Cumulative capture")
     b.legend(fontsize=8)
-    return {"lift": _save(fig, folder / "lift.png")}
+    return {"lift": save_figure(fig, folder / "lift.png")}
 
 
-# SHAP ------------------------------------------------------------------------------------------------------------
+# The evaluate step -----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Explanation:
-    importance: pd.DataFrame  # feature, mean_abs_shap
-    plots: dict[str, Path] = field(default_factory=dict)
-    examples: list[dict] = field(default_factory=list)
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
 
 
-def explain(model: BatchModel, frame: pd.DataFrame, folder: Path, sample: int, seed: int = 0) -> Explanation:
-    """SHAP with `shap.TreeExplainer` (a linear explainer for the baseline): importance, beeswarm, dependence of the
-    top features, and three explained predictions (highest score, median score, a high-scoring positive)."""
-    import shap
-
-    plt = _plt()
-    rows = frame.sample(n=min(sample, len(frame)), random_state=seed) if len(frame) > sample else frame
-    X = model.transform(rows)
-    if model.kind == "logistic_regression":
-        explainer = shap.LinearExplainer(model.estimator, X)
-    else:
-        explainer = shap.TreeExplainer(model.estimator)
-    values = explainer(X)
-    if values.values.ndim == 3:  # some explainers return one slice per class
-        values = values[:, :, 1]
-    names = list(X.columns)
-    importance = (
-        pd.DataFrame({"feature": names, "mean_abs_shap": np.abs(values.values).mean(axis=0)})
-        .sort_values("mean_abs_shap", ascending=False)
-        .reset_index(drop=True)
-    )
-    plots: dict[str, Path] = {}
-    shap.plots.bar(values, max_display=15, show=False)
-    plots["shap_bar"] = _save(plt.gcf(), folder / "shap_bar.png")
-    shap.plots.beeswarm(values, max_display=15, show=False)
-    plots["shap_beeswarm"] = _save(plt.gcf(), folder / "shap_beeswarm.png")
-    for i, feat in enumerate(importance.feature.head(3)):
-        shap.plots.scatter(values[:, feat], color=values, show=False)
-        plots[f"shap_dependence_{i + 1}"] = _save(plt.gcf(), folder / f"shap_dependence_{i + 1}_{feat}.png")
-
-    p = model.predict_proba(rows)
-    picks = {"highest score": int(np.argmax(p)), "median score": int(np.argsort(p)[len(p) // 2])}
-    examples = []
-    for title, idx in picks.items():
-        shap.plots.waterfall(values[idx], max_display=10, show=False)
-        key = f"shap_example_{len(examples) + 1}"
-        plots[key] = _save(plt.gcf(), folder / f"{key}.png")
-        contrib = pd.Series(values.values[idx], index=names).sort_values(key=np.abs, ascending=False).head(5)
-        examples.append({
-            "title": title, "plot": key, "score": float(p[idx]),
-            "top": [{"feature": f, "value": _display(rows.iloc[idx].get(f, X.iloc[idx][f])), "shap": float(v)}
-                    for f, v in contrib.items()],
-        })
-    return Explanation(importance, plots, examples)
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str))
 
 
-def _display(value: Any) -> str:
-    if isinstance(value, float | np.floating):
-        return f"{value:,.3f}".rstrip("0").rstrip(".")
-    return str(value)
+def flag_threshold(spec: UseCaseSpec) -> tuple[str, float]:
+    """The band whose threshold defines "flagged" for the fairness figures: `training.fairness.flag_band`, else the
+    lowest band of `scoring.bands` (every row that is not `low`)."""
+    bands = spec.scoring.bands
+    name = spec.training.fairness.flag_band or min(bands, key=bands.get)
+    return name, float(bands[name])
 
 
-# Model card ------------------------------------------------------------------------------------------------------
-
-
-def _inline(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
-
-
-def render_page(template: str, context: dict[str, Any], plots: dict[str, Path], out: Path) -> Path:
-    """Render one of the package's HTML templates into a self-contained page (images inlined as data URIs)."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
-
-    env = Environment(loader=PackageLoader("batchml", "templates"), autoescape=select_autoescape(["html", "j2"]))
-    env.filters["fmt"] = _fmt
-    env.filters["pct"] = lambda v: "" if v is None else f"{100 * v:.1f}%"
-    images = {name: _inline(path) for name, path in plots.items()}
-    html = env.get_template(template).render(**context, images=images)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html)
+def fairness_report(spec: UseCaseSpec, frame: pd.DataFrame, y: np.ndarray, scores: dict[str, np.ndarray]) -> dict:
+    """Per sensitive attribute: each group's selection rate, TPR, FPR and ROC AUC at the flag threshold for the
+    first model of `scores` (the new one), and the disparity ratios (min/max across groups) of every model."""
+    fairness = spec.training.fairness
+    if not fairness.attributes:
+        return {}
+    band, threshold = flag_threshold(spec)
+    out: dict[str, Any] = {"band": band, "threshold": threshold, "min_group_rows": fairness.min_group_rows,
+                           "attributes": {}}
+    first = next(iter(scores))
+    for attr in fairness.attributes:
+        groups = frame[attr]
+        if groups.nunique() > fairness.max_groups:
+            out["attributes"][attr] = {"problem": f"{groups.nunique()} distinct values, more than "
+                                                  f"training.fairness.max_groups={fairness.max_groups}: band it into "
+                                                  "a categorical feature to compare groups"}
+            continue
+        tables = {name: group_rates(groups, y, p, threshold) for name, p in scores.items()}
+        out["attributes"][attr] = {
+            "groups": [{k: _plain(v) for k, v in row.items()} for row in tables[first].to_dict("records")],
+            "ratios": {name: disparity_ratios(t, fairness.min_group_rows) for name, t in tables.items()}}
     return out
 
 
-def _fmt(value, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    if isinstance(value, float | np.floating):
-        return f"{value:,.{digits}f}"
-    if isinstance(value, int | np.integer):
-        return f"{value:,}"
-    return str(value)
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return None if isinstance(value, float) and np.isnan(value) else value
 
 
-def render_model_card(context: dict[str, Any], plots: dict[str, Path], out: Path) -> Path:
-    """The model card: one self-contained HTML page."""
-    return render_page("model_card.html.j2", context, plots, out)
+def compare_with_references(spec: UseCaseSpec, ts: TrainingSet, summary: dict, selected_model: BatchModel,
+                            test_metrics: dict) -> tuple[dict, dict]:
+    """Cross-validation of the tuned candidates and the untuned references on the same folds (where there are
+    folds), their test-split ROC AUC, and which references the new model falls below. Returns (cross_validation by
+    candidate, references)."""
+    import joblib
+
+    from batchml.training import cross_validate, report_folds, rounds_of, untuned_references
+
+    folder = Path(summary["run_dir"])
+    by_name = {c.name: c for c in spec.training.candidates}
+    selected, seed = summary["selected"], spec.training.tuning.seed
+    folds = report_folds(spec, ts)
+    tuned_on_folds = summary.get("tuned_on", {}).get("mode") == "cv"
+    cross_validation: dict[str, dict] = {}
+    if folds is not None:
+        for cand in summary["candidates"]:
+            if tuned_on_folds and cand.get("cv"):
+                cross_validation[cand["name"]] = cand["cv"]
+            elif cand["name"] in (selected, spec.training.baseline):
+                model = selected_model if cand["name"] == selected else \
+                    joblib.load(folder / f"candidate_{cand['name']}.joblib")
+                cross_validation[cand["name"]] = cross_validate(by_name[cand["name"]], rounds_of(model), ts, folds,
+                                                                seed)
+    rows = untuned_references(spec, ts, folds)
+    on_folds = folds is not None and selected in cross_validation
+    ours = cross_validation[selected]["roc_auc"] if on_folds else test_metrics["roc_auc"]
+    others = [(r["name"], (r["cv"] if on_folds else r["test"])["roc_auc"]) for r in rows]
+    baseline = spec.training.baseline
+    if baseline != selected:
+        base = cross_validation.get(baseline) if on_folds else \
+            next(c for c in summary["candidates"] if c["name"] == baseline)["test"]
+        if base is not None:
+            others.append((f"{baseline} (tuned baseline)", base["roc_auc"]))
+    below = [{"name": name, "roc_auc": auc} for name, auc in others if auc > ours + 1e-9]
+    where = (f"{folds.k}-fold cross-validation of the {len(folds.frame):,} train + validation rows" if on_folds
+             else "the test split")
+    if below:
+        log.warning("The new model (%s, ROC AUC %.4f on %s) is below %s", selected, ours, where,
+                    ", ".join(f"{b['name']} {b['roc_auc']:.4f}" for b in below))
+    references = {"on": "cv" if on_folds else "test", "where": where, "roc_auc": ours, "rows": rows,
+                  "below": below, "selection_on_folds": tuned_on_folds,
+                  "tuned_on": summary.get("tuned_on", {"mode": "validation"})}
+    return cross_validation, references
+
+
+def evaluate(spec: UseCaseSpec, selected: SelectedModel) -> EvaluatedModel:
+    """Test-window metrics of every candidate with bootstrap intervals, calibration, lift, segments, fairness, SHAP,
+    cross-validation against the untuned references, and the monitoring reference; written to `evaluation.json`
+    and `reference/` in the run folder."""
+    import joblib
+
+    from batchml.datasets import TrainingSet
+    from batchml.drift import build_profile, save_reference
+    from batchml.explain import explain
+
+    folder = Path(selected.run_dir)
+    plots_dir = folder / "plots"
+    ts = TrainingSet.load(folder / "data")
+    y, test = ts.y("test"), ts.frames["test"]
+    model = joblib.load(folder / "selected.joblib")
+    p = model.predict_proba(test)
+    summary = _read_json(folder / "candidates.json")
+    scores = {}
+    for cand in summary["candidates"]:
+        cand_p = p if cand["name"] == summary["selected"] else \
+            joblib.load(folder / f"candidate_{cand['name']}.joblib").predict_proba(test)
+        cand["test"] = headline(y, cand_p)
+        scores[cand["name"]] = cand_p
+    baseline = next(c for c in summary["candidates"] if c["name"] == spec.training.baseline)
+    test_metrics = headline(y, p)
+    deciles = decile_table(y, p)
+    plots = {**plot_curves(y, scores, plots_dir), **plot_calibration(y, p, plots_dir), **plot_lift(deciles, plots_dir)}
+    started = time.perf_counter()
+    explanation = explain(model, test, plots_dir, spec.training.shap_sample)
+    plots.update(explanation.plots)
+    shap_seconds = time.perf_counter() - started
+    cross_validation, references = compare_with_references(spec, ts, {**summary, "run_dir": str(folder)}, model,
+                                                           test_metrics)
+    confidence = spec.training.confidence
+    pair = {"new": p, "baseline": scores[baseline["name"]]}
+    intervals = bootstrap_intervals(y, pair, HEADLINE, confidence.resamples, confidence.level, confidence.seed,
+                                    differences=(("new", "baseline"),)) if confidence.resamples else {}
+    result = {
+        "selected": summary["selected"],
+        "test_metrics": test_metrics,
+        "baseline": {"name": baseline["name"], "test_metrics": baseline["test"]},
+        "intervals": intervals,
+        "ece": expected_calibration_error(y, p),
+        "deciles": deciles.to_dict("records"),
+        "segments": segment_table(test, y, p, spec.training.segments).to_dict("records"),
+        "fairness": fairness_report(spec, test, y, pair),
+        "shap_importance": explanation.importance.head(20).to_dict("records"),
+        "shap_examples": explanation.examples,
+        "shap_seconds": round(shap_seconds, 1),
+        "cross_validation": cross_validation,
+        "references": references,
+        "shap_rows": min(spec.training.shap_sample, len(test)),
+        "plots": {k: str(v) for k, v in plots.items()},
+        "selected_info": model.info,
+    }
+    # the reference monitoring compares against: the test window's features and scores, stored with the version
+    profile, sample = build_profile(test[ts.features], ts.categorical, p, result["shap_importance"], test_metrics)
+    save_reference(folder / "reference", profile, sample)
+    _write_json(folder / "candidates.json", summary)
+    _write_json(folder / "evaluation.json", result)
+    log.info("Test window: roc_auc %.4f (baseline %.4f)", test_metrics["roc_auc"], baseline["test"]["roc_auc"])
+    return EvaluatedModel(run_dir=selected.run_dir, selected=selected.selected, valid_score=selected.valid_score,
+                          test_roc_auc=test_metrics["roc_auc"],
+                          baseline_test_roc_auc=baseline["test"]["roc_auc"])
+
+
+def flat_metrics(evaluation: dict, summary: dict) -> dict[str, float]:
+    """The figures of `evaluation.json` as flat metrics (MLflow): intervals, cross-validation, references, fairness."""
+    out: dict[str, float] = {}
+    for name, ranges in (evaluation.get("intervals") or {}).get("models", {}).items():
+        role = "test" if name == "new" else f"{name}_test"
+        for m, (low, high) in ((m, r) for m, r in ranges.items() if r):
+            out.update({f"{role}_{m}_ci_low": low, f"{role}_{m}_ci_high": high})
+    for name, cv in evaluation.get("cross_validation", {}).items():
+        role = "cv" if name == summary["selected"] else f"{name}_cv"
+        out.update({f"{role}_{m}": cv[m] for m in ("roc_auc", "roc_auc_std", "pr_auc", "brier")})
+    for ref in evaluation.get("references", {}).get("rows", []):
+        out[f"untuned_{ref['kind']}_test_roc_auc"] = ref["test"]["roc_auc"]
+        if "cv" in ref:
+            out[f"untuned_{ref['kind']}_cv_roc_auc"] = ref["cv"]["roc_auc"]
+    for attr, figures in (evaluation.get("fairness") or {}).get("attributes", {}).items():
+        for ratio, r in figures.get("ratios", {}).get("new", {}).items():
+            if r.get("value") is not None:
+                out[f"fairness_{attr}_{ratio}"] = r["value"]
+    return out

@@ -2,7 +2,7 @@
 
 The feature row of an entity as of day D (midnight UTC, the start of D) uses only data with a timestamp strictly
 before D: entities that started before D and had not left before D, and events in `[D - window, D)`. Nothing at or
-after D can change D's features (tests/unit/test_features.py shifts events to prove it).
+after D can change D's features (tests/integration/test_features.py shifts events to prove it).
 
 Aggregation plan (read `explain()` before changing it; benchmarks/feature_job.py measures it and docs/benchmarks.md
 has the figures): one scan of the events and one aggregation per entity that computes every window at once with
@@ -22,21 +22,25 @@ import datetime as dt
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchml.errors import LandingError, SpecError
-from batchml.specs import AggregateSpec, UseCaseSpec
-from batchml.storage import partition_name
+from batchml.partitions import as_of_timestamp, snapshot_day, window_days
+from batchml.results import CheckedFeatures, PublishedFeatures, RawChecked, SnapshotsReady, StagedFeatures
+from batchml.settings import Settings
+from batchml.specs import AS_OF_COLUMN, AggregateSpec, UseCaseSpec
+from batchml.specs.data import MISSING_SUFFIX
+from batchml.storage import Landing, partition_name
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
-AS_OF_COLUMN = "as_of_date"
 SPARK_TYPES = {
     "string": "string",
     "int": "bigint",
@@ -59,45 +63,43 @@ RUNTIME_CONFS = {
 PARQUET_READ_OPTIONS = {"parquet.filter.dictionary.enabled": "false"}
 
 
-def local_spark_session(master: str = "local[*]", app_name: str = "batchml", conf: dict[str, str] | None = None):
-    """A Spark session for the CLI, tests and benchmarks; Airflow tasks get theirs from the Spark connection."""
+# Session confs batchml sets unless the Spark connection (or the caller) sets them; RUNTIME_CONFS always apply.
+DEFAULT_CONFS = {
+    "spark.sql.shuffle.partitions": "4",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.memory": "2g",
+    "spark.sql.adaptive.enabled": "true",
+    # the throughput collector: 10-15% less CPU than the default G1 on the feature job (docs/benchmarks.md)
+    "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
+}
+
+
+def start_spark(master: str = "local[*]", conf: dict[str, str] | None = None, app_name: str = "batchml"):
+    """A Spark session on `master` with batchml's defaults and `conf` over them (driver options, such as its memory,
+    only take effect when this starts the JVM: one session per process)."""
     from pyspark.sql import SparkSession
 
-    builder = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.memory", "2g")
-        .config("spark.sql.adaptive.enabled", "true")
-        # the throughput collector: 10-15% less CPU than the default G1 on the feature job (docs/benchmarks.md)
-        .config("spark.driver.extraJavaOptions", "-XX:+UseParallelGC")
-    )
-    for key, value in (conf or {}).items():
-        builder = builder.config(key, value)
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in {**DEFAULT_CONFS, **RUNTIME_CONFS, **(conf or {})}.items():
+        builder = builder.config(key, str(value))
     return builder.getOrCreate()
 
 
-def as_of_timestamp(as_of: dt.date) -> dt.datetime:
-    """The instant features are computed at: midnight UTC at the start of `as_of`."""
-    return dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC)
+def local_spark_session(master: str = "local[*]", app_name: str = "batchml", conf: dict[str, str] | None = None):
+    """A Spark session for the CLI, tests and benchmarks (Airflow tasks: `spark_session` with the connection's)."""
+    return start_spark(master, conf, app_name)
 
 
-def source_days(spec: UseCaseSpec, as_of: dt.date) -> dict[str, list[dt.date]]:
-    """Landing partitions of each events source the job reads for `as_of` (entity sources: see entity_days)."""
-    out: dict[str, list[dt.date]] = {}
-    for agg in spec.features.aggregates:
-        longest = max(agg.windows)
-        days = [as_of - dt.timedelta(days=i) for i in range(longest, 0, -1)]
-        out[agg.source] = sorted(set(out.get(agg.source, [])) | set(days))
-    return out
-
-
-def _landed_days(raw_root: Path, source: str, before: dt.date) -> list[dt.date]:
-    from batchml.storage import Landing
-
-    return Landing(str(raw_root)).landed_days(source, before=before)
+@contextmanager
+def spark_session(master: str, conf: dict[str, str], app_name: str) -> Iterator[SparkSession]:
+    """A Spark session for one task, stopped at the end (each Airflow task runs in a process of its own)."""
+    session = start_spark(master, conf, app_name)
+    try:
+        session.sparkContext.setLogLevel("WARN")
+        yield session
+    finally:
+        session.stop()
 
 
 @dataclass
@@ -147,27 +149,9 @@ def read_events(
     ts_col = spec.sources[source].timestamp
     end = as_of_timestamp(as_of)
     start = end - dt.timedelta(days=days)
-    partitions = [as_of - dt.timedelta(days=i) for i in range(days, 0, -1)]
-    df = _read(spark, spec, raw_root, source, partitions)
+    df = _read(spark, spec, raw_root, source, window_days(as_of, days))
     # timestamps, not partition dates, decide: a late-landed event in an old partition still counts correctly
     return df.where((F.col(ts_col) >= F.lit(start)) & (F.col(ts_col) < F.lit(end)))
-
-
-def newest_snapshot(spec: UseCaseSpec, source: str, landed: list[dt.date], as_of: dt.date, where: object) -> dt.date:
-    """The partition of a snapshot source that a run as of `as_of` reads: the newest of `landed` (the days landed
-    before `as_of`, oldest first); LandingError when there is none."""
-    if not landed:
-        raise LandingError(
-            f"no snapshot of {source!r} landed before {as_of} under {where}: land one first "
-            f"(batchml ingest {spec.name} {source} FILE --date YYYY-MM-DD)"
-        )
-    return landed[-1]
-
-
-def snapshot_day(raw_root: Path, spec: UseCaseSpec, as_of: dt.date) -> dt.date:
-    """The partition of the snapshot entity source that features as of `as_of` read."""
-    source = spec.entity.source
-    return newest_snapshot(spec, source, _landed_days(raw_root, source, as_of), as_of, raw_root)
 
 
 def population(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> DataFrame:
@@ -180,47 +164,16 @@ def population(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt
     end = as_of_timestamp(as_of)
     if spec.is_snapshot:
         return _read(spark, spec, raw_root, spec.entity.source, [snapshot_day(raw_root, spec, as_of)])
-    entities = _read(spark, spec, raw_root, spec.entity.source, _landed_days(raw_root, spec.entity.source, as_of))
+    landing = Landing(str(raw_root))
+    entities = _read(spark, spec, raw_root, spec.entity.source, landing.landed_days(spec.entity.source, before=as_of))
     entities = entities.where(F.col(ent.timestamp) < F.lit(end))
     if spec.entity.leaves_on:
         leave_src = spec.entity.leaves_on
         leave_ts = spec.sources[leave_src].timestamp
-        left = _read(spark, spec, raw_root, leave_src, _landed_days(raw_root, leave_src, as_of))
+        left = _read(spark, spec, raw_root, leave_src, landing.landed_days(leave_src, before=as_of))
         left = left.where(F.col(leave_ts) < F.lit(end)).select(key).distinct()
         entities = entities.join(left, on=key, how="left_anti")
     return entities
-
-
-def feature_columns(spec: UseCaseSpec) -> dict[str, str]:
-    """Feature names -> kind (`categorical`, `count`, `amount`, `share`, `days`, `ratio`), in table order."""
-    cols: dict[str, str] = {c: "categorical" for c in spec.features.static}
-    cols.update({c: "numeric" for c in spec.features.numeric})
-    if spec.features.tenure:
-        cols["tenure_days"] = "days"
-    for agg in spec.features.aggregates:
-        for name, kind in _aggregate_names(agg):
-            cols[name] = kind
-    if spec.features.custom:
-        cols.update(spec.features.custom.columns)
-    return cols
-
-
-def _aggregate_names(agg: AggregateSpec) -> list[tuple[str, str]]:
-    p = agg.prefix
-    names: list[tuple[str, str]] = []
-    for w in agg.windows:
-        if agg.count:
-            names.append((f"{p}_count_{w}d", "count"))
-        names += [(f"{p}_sum_{c}_{w}d", "amount") for c in agg.sum]
-        names += [(f"{p}_mean_{c}_{w}d", "amount") for c in agg.mean]
-        names += [(f"{p}_max_{c}_{w}d", "amount") for c in agg.max]
-        names += [(f"{p}_distinct_{c}_{w}d", "count") for c in agg.distinct]
-        names += [(f"{p}_share_{c}_{v}_{w}d", "share") for c, vals in agg.share.items() for v in vals]
-    if agg.recency:
-        names.append((f"{p}_days_since_last", "days"))
-    if agg.trend:
-        names.append((f"{p}_trend_{agg.trend.short}d_{agg.trend.long}d", "ratio"))
-    return names
 
 
 # Distinct counts of a column with at most this many values are bit masks (one bit per value, bit 0 for null).
@@ -312,10 +265,10 @@ def _aggregate(events: DataFrame, agg: AggregateSpec, key: str, ts_col: str, as_
     return stats.select(*out)
 
 
-def _defaults_for(names: list[tuple[str, str]], agg: AggregateSpec) -> dict[str, float | int]:
+def _defaults_for(agg: AggregateSpec) -> dict[str, float | int]:
     """Values of entities with no event at all in the longest window (left join leaves them null)."""
     out: dict[str, float | int] = {}
-    for name, kind in names:
+    for name, kind in agg.feature_names().items():
         out[name] = float(max(agg.windows) + 1) if name.endswith("_days_since_last") else (0 if kind == "count" else 0.0)
     return out
 
@@ -335,12 +288,17 @@ def load_custom(spec: UseCaseSpec) -> Callable[[FeatureContext], DataFrame] | No
 
 
 def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> DataFrame:
-    """The feature table of `spec` as of `as_of` (lazy DataFrame): one row per entity in the population.
+    """The feature table of `spec` as of `as_of` (lazy DataFrame): one row per entity in the population, or, for an
+    event entity, one row per event of the day before `as_of` (batchml.event_features).
 
     Only the values of distinct-count columns are computed now (a small job per column, see _value_bits).
     """
     from pyspark.sql import functions as F
 
+    if spec.is_event:
+        from batchml.event_features import job_for_spec
+
+        return job_for_spec(spec, raw_root, as_of).build(spark)
     for key, value in RUNTIME_CONFS.items():
         spark.conf.set(key, value)
     key = spec.entity.key
@@ -353,6 +311,10 @@ def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of
     # numeric features are doubles whatever their raw type, so the model's input schema does not depend on the data
     base += [F.coalesce(F.col(c).cast("double"), F.lit(float(fills[c]))).alias(c) if c in fills
              else F.col(c).cast("double").alias(c) for c in spec.features.numeric]
+    # 1 where a filled column's value was missing (features.missing_indicators), so the fill is not mistaken for an
+    # observed value
+    base += [F.col(name.removesuffix(MISSING_SUFFIX)).isNull().cast("bigint").alias(name)
+             for name in spec.features.indicator_columns()]
     if spec.features.tenure:
         tenure = (F.lit(end).cast("double") - F.col(ent.timestamp).cast("double")) / 86400.0
         base.append(F.floor(tenure).cast("bigint").alias("tenure_days"))
@@ -364,7 +326,7 @@ def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of
         cols = [key, ts_col, *agg.sum, *agg.mean, *agg.max, *agg.distinct, *agg.share]
         events = read_events(spark, spec, raw_root, agg.source, as_of, max(agg.windows)).select(*dict.fromkeys(cols))
         table = table.join(_aggregate(events, agg, key, ts_col, as_of), on=key, how="left")
-        fill.update(_defaults_for(_aggregate_names(agg), agg))
+        fill.update(_defaults_for(agg))
     table = table.fillna(fill)
 
     custom = load_custom(spec)
@@ -392,6 +354,8 @@ def run_feature_job(
     spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date, staging_dir: Path
 ) -> FeatureJobResult:
     """Build the feature table as of `as_of` and write it as one Parquet file into `staging_dir` (not published)."""
+    import pyarrow.parquet as pq
+
     from batchml.storage import single_parquet_file
 
     started = time.perf_counter()
@@ -400,11 +364,77 @@ def run_feature_job(
     # aggregation itself parallel
     table.repartition(1).sortWithinPartitions(spec.entity.key).write.mode("overwrite").parquet(str(staging_dir))
     staged = single_parquet_file(staging_dir)
-    import pyarrow.parquet as pq
-
     meta = pq.read_metadata(staged)
-    result = FeatureJobResult(str(staged), meta.num_rows, meta.schema.to_arrow_schema().names, 0.0)
-    result.seconds = time.perf_counter() - started
+    result = FeatureJobResult(str(staged), meta.num_rows, meta.schema.to_arrow_schema().names,
+                              time.perf_counter() - started)
     log.info("Feature job %s as of %s: %d rows x %d columns in %.1f s -> %s", spec.name, as_of, result.rows,
              len(result.columns), result.seconds, staged)
     return result
+
+
+# Steps of the feature DAG (and of the training DAG, for missing snapshots) -----------------------------------------
+
+
+def staging_dir(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> Path:
+    """Where runs for `as_of` write before publishing (one subfolder per run)."""
+    return settings.staging_root / "features" / spec.name / partition_name(as_of)
+
+
+def build_feature_partition(spark: SparkSession, spec: UseCaseSpec, settings: Settings, checked: RawChecked,
+                            label: str) -> StagedFeatures:
+    """Run the Spark feature job into a staging folder (nothing is published here)."""
+    job = run_feature_job(spark, spec, Path(checked.raw_root), checked.as_of,
+                          staging_dir(spec, settings, checked.as_of) / label)
+    return StagedFeatures.extending(checked, staged_file=job.staged_file, rows=job.rows,
+                          job_seconds=round(job.seconds, 1))
+
+
+def publish_feature_partition(spec: UseCaseSpec, settings: Settings, checked: CheckedFeatures,
+                              run_id: str) -> PublishedFeatures:
+    """Move the validated file into `features/<name>/dt=D/` in one rename; returns the published partition."""
+    from batchml.storage import feature_partition_dir, publish_file, remove_tree
+
+    target_dir = feature_partition_dir(settings.features_root, spec.name, checked.as_of)
+    manifest = {
+        "use_case": spec.name,
+        "as_of": checked.as_of.isoformat(),
+        "rows": checked.rows,
+        "run_id": run_id,
+        "spec_sha256": spec.sha256,
+        "data_docs": checked.data_docs,
+        "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    path = publish_file(Path(checked.staged_file), target_dir, manifest)
+    remove_tree(staging_dir(spec, settings, checked.as_of))  # this run's and earlier failed runs' staging folders
+    log.info("Published %s (%d rows)", path, checked.rows)
+    return PublishedFeatures(as_of=checked.as_of, path=str(path), rows=checked.rows, data_docs=checked.data_docs)
+
+
+def ensure_snapshots(spark, spec: UseCaseSpec, settings: Settings, training_date: dt.date,
+                     label: str) -> SnapshotsReady:
+    """Build, check and publish every planned snapshot's feature partition that is missing (the feature DAG's steps,
+    in one Spark session); partitions already published are left as they are. `spark` is a session, or a function
+    returning a context manager of one, called only when a snapshot is missing (a JVM start saved otherwise)."""
+    from contextlib import ExitStack, nullcontext
+
+    from batchml import validation
+    from batchml.partitions import landed_raw, snapshot_plan
+    from batchml.storage import DATA_FILE, feature_partition_dir
+
+    snapshots = snapshot_plan(spec, training_date).all
+    missing = [s for s in snapshots
+               if not (feature_partition_dir(settings.features_root, spec.name, s) / DATA_FILE).exists()]
+    with ExitStack() as stack:
+        session = None
+        for i, as_of in enumerate(missing, start=1):
+            if session is None:
+                opened = spark() if callable(spark) and not hasattr(spark, "sparkContext") else nullcontext(spark)
+                session = stack.enter_context(opened)
+            started = time.perf_counter()
+            checked = validation.validate_raw_partitions(spec, settings, landed_raw(spec, settings, as_of), label)
+            staged = build_feature_partition(session, spec, settings, checked, label)
+            publish_feature_partition(spec, settings, validation.validate_feature_partition(spec, settings, staged,
+                                                                                            label), label)
+            log.info("Snapshot %d/%d (%s) built and published in %.0f s", i, len(missing), as_of,
+                     time.perf_counter() - started)
+    return SnapshotsReady(training_date=training_date, snapshots=snapshots, built=missing)

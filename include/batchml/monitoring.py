@@ -1,12 +1,10 @@
-"""Drift and realized performance against the reference of the model version that produced the scores.
+"""Monitoring after each date's scores are published: drift against the scoring version's reference, realized
+performance once labels mature, the challenger's evidence, and the retraining policy (check -> decide -> trigger).
 
-Reference profile (built at training time, stored with the model version as MLflow artifacts): for each feature,
-decile bin edges and shares (numeric) or category shares (categorical), a sample of the test window for two-sample
-tests, the score distribution on the test window, SHAP importance, and the test-window metrics.
-
-Decisions use effect sizes, not p-values: with thousands of rows every p-value is tiny. PSI (on the reference bins)
-and the Kolmogorov-Smirnov statistic decide for numeric features, PSI for categorical ones (chi-square and Cramér's
-V are reported beside it); the score distribution's PSI is the prediction drift.
+The figures of each date go to the warehouse table `<use case>_monitoring` (one row per figure, replaced when the
+date is monitored again) and to an HTML drift report (`drift_report`); a retrain request carries its reason and
+figures to the training DAG. The statistics themselves are in `drift`, the policy (and its wait for the labels of a
+drift) in `retraining`, realized performance per model version in `realized`.
 """
 
 from __future__ import annotations
@@ -14,295 +12,287 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from batchml.errors import BatchMLError
+from batchml import warehouse as wh
+from batchml.monitoring_table import (
+    history,
+    last_retrain_request,
+    latest_schedule,
+    monitoring_table,
+    pending_schedule,
+    replace_rows,
+    retrain_verdict,
+)
+from batchml.realized import matured_until as realized_matured
+from batchml.realized import realized_by_version, realized_metrics
+from batchml.results import (
+    ChallengerReview,
+    DriftComputed,
+    MonitoringPublished,
+    RealizedPerformance,
+    RetrainDecision,
+)
+from batchml.retraining import ScheduledRetrain, retrain_decision, retrain_request
+from batchml.settings import Settings
 from batchml.specs import UseCaseSpec
+from batchml.storage import partition_name
 
 log = logging.getLogger(__name__)
 
-PROFILE_VERSION = 1
-UNSEEN = "__unseen__"
-EPS = 1e-4
+__all__ = ["monitoring_table", "realized_metrics", "retrain_decision", "retrain_request", "retrain_verdict"]
+# re-exported: the table (monitoring_table), the policy (retraining), realized metrics (realized)
 
 
-class MonitoringError(BatchMLError):
-    """Monitoring cannot compare (no reference for the version, features absent from it, ...)."""
+
+def work_dir(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> Path:
+    return settings.data_root / "monitoring" / spec.name / partition_name(as_of)
 
 
-# Reference profile -----------------------------------------------------------------------------------------------
+def report_path(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> Path:
+    return settings.reports_root / spec.name / "drift" / f"drift_{as_of.isoformat()}.html"
 
 
-def quantile_edges(values: np.ndarray, bins: int = 10) -> list[float]:
-    """Interior cut points of equal-count bins (duplicates removed, so discrete features get fewer bins)."""
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return []
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]))
-    return [float(e) for e in edges]
+# Steps of the monitoring DAG ---------------------------------------------------------------------------------------
 
 
-def bin_shares(values: np.ndarray, edges: list[float]) -> np.ndarray:
-    """Share of values in each bin defined by interior `edges` (len(edges) + 1 bins; a value equal to an edge goes
-    to the upper bin)."""
-    values = values[np.isfinite(values)]
-    idx = np.searchsorted(np.asarray(edges), values, side="right")
-    counts = np.bincount(idx, minlength=len(edges) + 1).astype(float)
-    return counts / max(counts.sum(), 1.0)
+def compute_drift(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> DriftComputed:
+    """Drift of D's features and champion scores against the reference of the version that produced the scores."""
+    import pandas as pd
+    import pyarrow.parquet as pq
 
+    from batchml import registry
+    from batchml.drift import drift_summary, feature_drift, load_reference
+    from batchml.score_table import read_scores
+    from batchml.storage import feature_partition_file
 
-def category_shares(values: pd.Series, categories: list[str]) -> np.ndarray:
-    """Shares of each reference category, plus a last bucket for categories the reference never saw."""
-    counts = values.astype(str).value_counts()
-    known = np.array([counts.get(c, 0) for c in categories], dtype=float)
-    unseen = float(counts.sum() - known.sum())
-    out = np.append(known, unseen)
-    return out / max(out.sum(), 1.0)
-
-
-def build_profile(features: pd.DataFrame, categorical: list[str], scores: np.ndarray,
-                  importance: list[dict], test_metrics: dict, sample_rows: int = 5000, seed: int = 0):
-    """The reference profile (JSON-able dict) and a sample of reference rows (features + score) for KS tests."""
-    profile: dict[str, Any] = {"version": PROFILE_VERSION, "rows": int(len(features)), "features": {},
-                               "importance": importance, "test_metrics": test_metrics}
-    for col in features.columns:
-        if col in categorical:
-            cats = sorted(features[col].astype(str).unique().tolist())
-            profile["features"][col] = {"kind": "categorical", "categories": cats,
-                                        "shares": category_shares(features[col], cats)[:-1].tolist()}
-        else:
-            values = features[col].to_numpy(dtype="float64")
-            edges = quantile_edges(values)
-            profile["features"][col] = {"kind": "numeric", "edges": edges, "shares": bin_shares(values, edges).tolist(),
-                                        "null_share": float(np.mean(~np.isfinite(values)))}
-    edges = quantile_edges(scores)
-    profile["score"] = {"edges": edges, "shares": bin_shares(scores, edges).tolist()}
-    sample = features.assign(score=scores)
-    if len(sample) > sample_rows:
-        sample = sample.sample(n=sample_rows, random_state=seed)
-    return profile, sample.reset_index(drop=True)
-
-
-def save_reference(folder: Path, profile: dict, sample: pd.DataFrame) -> Path:
+    folder = work_dir(spec, settings, as_of)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "profile.json").write_text(json.dumps(profile, indent=1))
-    sample.to_parquet(folder / "sample.parquet", index=False)
-    return folder
+    scores = read_scores(wh.engine(settings.warehouse_url), spec.score_table, spec.entity.key, as_of)
+    if scores.empty:
+        return DriftComputed(as_of=as_of, skipped=f"no champion scores in {spec.score_table} for {as_of}: "
+                                                  f"run {spec.dag_id('scoring')} first")
+    versions = sorted(scores.model_version.unique().tolist())
+    if len(versions) != 1:
+        raise registry.RegistryError(f"{spec.score_table} holds several champion versions for {as_of}: {versions}")
+    version = int(versions[0])
+    client = registry.connect(settings)
+    profile, sample = load_reference(registry.download_reference(client, spec.model_name, version,
+                                                                 folder / "reference"))
+    features_file = feature_partition_file(settings.features_root, spec.name, as_of)
+    if not features_file.exists():
+        raise registry.RegistryError(f"{features_file}: D's feature partition is gone; cannot compare features")
+    present = set(pq.read_schema(features_file).names)
+    key = spec.entity.key
+    current = pd.read_parquet(features_file, columns=[key, *[c for c in profile["features"] if c in present]])
+    current = current.merge(scores[[key, "score"]], on=key, how="inner")
+    result = feature_drift(spec, profile, sample, current.drop(columns=[key, "score"]), current["score"].to_numpy())
+    summary = drift_summary(spec, profile, result)
+    details = {"as_of": as_of.isoformat(), "model_version": version, "rows": int(len(current)),
+               "figures": result.as_records(), "histograms": result.histograms, "summary": summary,
+               "test_metrics": profile["test_metrics"], "reference_rows": profile["rows"],
+               "importance": _importance(spec, settings, version, profile, sample),
+               "reference_nulls": {f: ref.get("null_share", 0.0) for f, ref in profile["features"].items()}}
+    (folder / "drift.json").write_text(json.dumps(details, default=float))
+    log.info("Drift on %s (v%s): score PSI %.3f; PSI alerts on %s", as_of, version, summary["score_psi"],
+             summary["psi_alert_features"] or "no feature")
+    return DriftComputed(as_of=as_of, model_version=version, summary=summary, test_metrics=profile["test_metrics"],
+                         drift_file=str(folder / "drift.json"))
 
 
-def load_reference(folder: Path) -> tuple[dict, pd.DataFrame]:
-    profile_file = folder / "profile.json"
-    if not profile_file.exists():
-        raise MonitoringError(f"{folder}: no reference profile (profile.json); retrain the model to create one")
-    return json.loads(profile_file.read_text()), pd.read_parquet(folder / "sample.parquet")
+def _importance(spec: UseCaseSpec, settings: Settings, version: int, profile: dict, sample) -> list[dict]:
+    """Every feature's importance rank: the profile's (older profiles hold the top 20 only), completed from the
+    version's own SHAP contributions on the reference sample, computed once per version."""
+    from batchml import registry
+    from batchml.drift import complete_importance
+
+    stored = profile.get("importance", [])
+    if {row["feature"] for row in stored} >= set(profile["features"]):
+        return stored
+    cache = settings.data_root / "monitoring" / spec.name / f"importance_v{version}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    model = registry.load_batch_model(f"models:/{spec.model_name}/{version}")
+    completed = complete_importance(profile, sample, model)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(completed))
+    log.info("Importance of v%s completed for %d features beyond the %d stored with it", version,
+             len(completed) - len(stored), len(stored))
+    return completed
 
 
-# Statistics ------------------------------------------------------------------------------------------------------
+def realized_performance(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> RealizedPerformance:
+    """Metrics of the scores of D - horizon (labels just matured) against actual outcomes, per model role."""
+    from batchml.datasets import label_snapshots
+    from batchml.score_table import read_scores
+    from batchml.storage import Landing
 
-
-def psi(reference: np.ndarray, current: np.ndarray, eps: float = EPS) -> float:
-    """Population stability index: sum((cur - ref) * ln(cur / ref)) over bins, shares floored at `eps`."""
-    ref = np.clip(np.asarray(reference, dtype=float), eps, None)
-    cur = np.clip(np.asarray(current, dtype=float), eps, None)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
-
-
-def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
-    """Two-sample Kolmogorov-Smirnov statistic and p-value (scipy)."""
-    from scipy.stats import ks_2samp
-
-    a, b = reference[np.isfinite(reference)], current[np.isfinite(current)]
-    if len(a) == 0 or len(b) == 0:
-        return float("nan"), float("nan")
-    result = ks_2samp(a, b)
-    return float(result.statistic), float(result.pvalue)
-
-
-def chi_square(ref_shares: np.ndarray, current_counts: np.ndarray) -> tuple[float, float, float]:
-    """Chi-square goodness of fit of current counts to reference shares: statistic, p-value, Cramér's V."""
-    from scipy.stats import chisquare
-
-    n = current_counts.sum()
-    expected = np.clip(ref_shares, EPS, None)
-    expected = expected / expected.sum() * n
-    stat, p = chisquare(current_counts, expected)
-    k = max(len(ref_shares) - 1, 1)
-    return float(stat), float(p), float(np.sqrt(stat / (n * k))) if n else float("nan")
-
-
-def status_of(value: float, warn: float, alert: float) -> str:
-    if value is None or not np.isfinite(value):
-        return "skipped"
-    return "alert" if value >= alert else "warn" if value >= warn else "ok"
-
-
-# Drift for one date ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Figure:
-    """One row of the monitoring table."""
-
-    metric: str
-    value: float | None
-    status: str = "info"
-    feature: str | None = None
-    threshold: float | None = None
-    model_role: str = "champion"
-    detail: str = ""
-
-
-@dataclass
-class DriftResult:
-    figures: list[Figure] = field(default_factory=list)
-    histograms: dict[str, dict] = field(default_factory=dict)  # feature -> {edges or categories, ref, cur}
-
-    def by_metric(self, metric: str) -> list[Figure]:
-        return [f for f in self.figures if f.metric == metric]
-
-    def as_records(self) -> list[dict]:
-        return [asdict(f) for f in self.figures]
-
-
-def feature_drift(spec: UseCaseSpec, profile: dict, sample: pd.DataFrame, current: pd.DataFrame,
-                  scores: np.ndarray) -> DriftResult:
-    """PSI, KS, chi-square, null and unseen shares per feature, and the score's PSI, for one date."""
-    mon = spec.monitoring
-    result = DriftResult()
-    ref_features = profile["features"]
-    for col, ref in ref_features.items():
-        if col not in current.columns:
-            result.figures.append(Figure("psi", None, "skipped", col, detail="feature absent from today's table"))
+    if spec.horizon_days == 0:
+        # a label column of the snapshot is known when scoring: there is no later outcome to measure against
+        return RealizedPerformance(
+            as_of=as_of, skipped=f"label {spec.label.name!r} is a column of the snapshot, not a later outcome; "
+                                 "performance is measured when training (test split and cross-validation)")
+    scored_on = as_of - dt.timedelta(days=spec.label.horizon_days)
+    eng = wh.engine(settings.warehouse_url)
+    landing = Landing(settings.landing_url)
+    source = spec.label.source
+    raw_root = landing.local_view({source: [d for d in landing.landed_days(source, before=as_of) if d >= scored_on]},
+                                  settings.staging_root / "landing_mirror")
+    roles: dict[str, dict[str, float]] = {}
+    labels = None
+    for role in ("champion", "challenger"):
+        scores = read_scores(eng, spec.score_table, spec.entity.key, scored_on, role)
+        if scores.empty:
             continue
-        if ref["kind"] == "numeric":
-            values = current[col].to_numpy(dtype="float64")
-            cur = bin_shares(values, ref["edges"])
-            value = psi(ref["shares"], cur)
-            stat, pvalue = ks(sample[col].to_numpy(dtype="float64"), values)
-            result.figures += [
-                Figure("psi", value, status_of(value, mon.psi_warn, mon.psi_alert), col, mon.psi_alert),
-                Figure("ks_statistic", stat, status_of(stat, mon.ks_warn, mon.ks_alert), col, mon.ks_alert,
-                       detail=f"p={pvalue:.2e}"),
-                Figure("null_share", float(np.mean(~np.isfinite(values))), "info", col),
-            ]
-            result.histograms[col] = {"kind": "numeric", "edges": ref["edges"], "ref": ref["shares"], "cur": cur.tolist()}
-        else:
-            cats = ref["categories"]
-            cur = category_shares(current[col], cats)
-            ref_shares = np.append(np.asarray(ref["shares"]), 0.0)
-            value = psi(ref_shares, cur)
-            counts = cur * len(current)
-            stat, pvalue, cramers_v = chi_square(ref_shares, counts)
-            result.figures += [
-                Figure("psi", value, status_of(value, mon.psi_warn, mon.psi_alert), col, mon.psi_alert),
-                Figure("chi_square", stat, "info", col, detail=f"p={pvalue:.2e}, Cramér's V={cramers_v:.3f}"),
-                Figure("unseen_share", float(cur[-1]), status_of(float(cur[-1]), mon.unseen_warn, mon.unseen_alert),
-                       col, mon.unseen_alert),
-                Figure("null_share", float(current[col].isna().mean()), "info", col),
-            ]
-            result.histograms[col] = {"kind": "categorical", "categories": [*cats, UNSEEN], "ref": ref_shares.tolist(),
-                                      "cur": cur.tolist()}
-    extra = [c for c in current.columns if c not in ref_features]
-    if extra:
-        result.figures.append(Figure("features_not_in_reference", float(len(extra)), "info",
-                                     detail=", ".join(sorted(extra)[:20])))
-    score_cur = bin_shares(scores, profile["score"]["edges"])
-    value = psi(profile["score"]["shares"], score_cur)
-    result.figures.append(Figure("score_psi", value, status_of(value, mon.psi_warn, mon.psi_alert), None, mon.psi_alert))
-    result.histograms["score"] = {"kind": "numeric", "edges": profile["score"]["edges"],
-                                  "ref": profile["score"]["shares"], "cur": score_cur.tolist()}
-    result.figures.append(Figure("mean_score", float(np.mean(scores)), "info"))
-    result.figures.append(Figure("rows", float(len(current)), "info"))
-    return result
+        if labels is None:
+            labels = label_snapshots(spec, raw_root, [scored_on], as_of)
+        y = scores[spec.entity.key].isin(set(labels[spec.entity.key])).to_numpy().astype(int)
+        roles[role] = {**realized_metrics(y, scores.score.to_numpy()),
+                       "model_version": int(scores.model_version.iloc[0])}
+    skipped = None if roles else \
+        f"no scores on {scored_on} (the newest date whose {spec.label.horizon_days}-day labels matured)"
+    since, compared = _since_drift(spec, settings, eng, as_of)
+    return RealizedPerformance(as_of=as_of, scored_on=scored_on, roles=roles, skipped=skipped, since_drift=compared,
+                               drift_since=since)
 
 
-def important_features(profile: dict, top: int) -> list[str]:
-    return [row["feature"] for row in profile.get("importance", [])[:top]]
+SINCE_DRIFT_DAYS = 120
+"""The realized comparison since a drift covers at most this many days of scored dates (bounded cost)."""
 
 
-def drift_summary(spec: UseCaseSpec, profile: dict, result: DriftResult) -> dict:
-    """What the retraining policy looks at: score PSI, and which important features drifted (PSI alert)."""
-    top = important_features(profile, spec.monitoring.retrain.important_features)
-    alerts = {f.feature: f.value for f in result.by_metric("psi") if f.status == "alert"}
-    drifted = [f for f in top if f in alerts]
-    score_psi = next((f.value for f in result.by_metric("score_psi")), None)
-    compared = [f for f in result.by_metric("psi") if f.value is not None]
-    return {"score_psi": score_psi, "drifted_important": drifted,
-            "drifted_important_share": len(drifted) / len(top) if top else 0.0,
-            "psi_alert_features": sorted(alerts, key=lambda k: -alerts[k]),
-            "drifted_share": len(alerts) / len(compared) if compared else 0.0}
+def _since_drift(spec: UseCaseSpec, settings: Settings, eng, as_of: dt.date) -> tuple[dt.date | None, list[dict]]:
+    """Every model version's realized metrics on the matured scored dates since the latest drift was first seen (the
+    champion before a drift-triggered retraining and the version it trained, on outcomes after the drift)."""
+    from batchml.score_table import scored_dates
+    from batchml.storage import Landing
+
+    found = latest_schedule(eng, spec.monitoring_table, as_of)
+    if found is None:
+        return None, []
+    since = found[0].drift_since
+    last = realized_matured(spec, as_of)
+    days = scored_dates(eng, spec.score_table, max(since, last - dt.timedelta(days=SINCE_DRIFT_DAYS)), last)
+    if not days:
+        return since, []
+    landing = Landing(settings.landing_url)
+    source = spec.label.source
+    raw_root = landing.local_view({source: [d for d in landing.landed_days(source, before=as_of) if d >= days[0]]},
+                                  settings.staging_root / "landing_mirror")
+    return since, realized_by_version(spec, eng, raw_root, days, as_of)
 
 
-# Realized performance --------------------------------------------------------------------------------------------
-
-
-def realized_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from batchml.evaluation import expected_calibration_error
-    from batchml.training import metric_value
-
-    out = {"rows": float(len(y)), "positives": float(y.sum())}
-    if 0 < y.sum() < len(y):
-        out.update({
-            "roc_auc": metric_value("roc_auc", y, p), "pr_auc": metric_value("pr_auc", y, p),
-            "calibration_error": expected_calibration_error(y, p),
-            "top_decile_capture": metric_value("top_decile_capture", y, p),
-        })
-    return out
-
-
-# Retraining policy -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RetrainDecision:
-    request: bool
-    reasons: list[str]
-    suppressed: str | None = None
-    figures: dict = field(default_factory=dict)
-
-
-def retrain_decision(spec: UseCaseSpec, as_of: dt.date, drift: dict | None, performance: dict | None,
-                     test_metrics: dict, last_request: dt.date | None, training_active: bool,
-                     data_ok: bool = True) -> RetrainDecision:
-    """Check -> decide: does drift or decay cross the policy's thresholds, and may a retrain be requested now?"""
-    policy = spec.monitoring.retrain
-    reasons: list[str] = []
-    if drift:
-        if drift.get("score_psi") is not None and drift["score_psi"] >= policy.score_psi:
-            reasons.append(f"score PSI {drift['score_psi']:.3f} >= {policy.score_psi}")
-        if drift.get("drifted_important_share", 0) >= policy.drifted_important_share and drift.get("drifted_important"):
-            reasons.append(
-                f"{len(drift['drifted_important'])} of the top {policy.important_features} features drifted "
-                f"(PSI >= {spec.monitoring.psi_alert}): {', '.join(drift['drifted_important'])}"
-            )
-        elif drift.get("drifted_share", 0) >= policy.drifted_share and drift.get("psi_alert_features"):
-            names = drift["psi_alert_features"]
-            reasons.append(
-                f"{drift['drifted_share']:.0%} of the features drifted (PSI >= {spec.monitoring.psi_alert}), most: "
-                f"{', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
-            )
-    if performance and "roc_auc" in performance and "roc_auc" in test_metrics:
-        drop = test_metrics["roc_auc"] - performance["roc_auc"]
-        if drop >= policy.auc_drop:
-            reasons.append(f"realized ROC AUC {performance['roc_auc']:.3f} is {drop:.3f} below the test window's "
-                           f"{test_metrics['roc_auc']:.3f} (margin {policy.auc_drop})")
-    figures = {"drift": drift or {}, "performance": performance or {}, "as_of": as_of.isoformat()}
-    decision = RetrainDecision(bool(reasons), reasons, figures=figures)
-    if not reasons:
-        return decision
-    if not data_ok:
-        decision.request, decision.suppressed = False, "data-quality problems are not drift: fix the data first"
-    elif not policy.enabled:
-        decision.request, decision.suppressed = False, "retraining on drift is disabled in the spec (recommend only)"
-    elif training_active:
-        decision.request, decision.suppressed = False, "a training run for this use case is already active"
-    elif last_request is not None and (as_of - last_request).days < policy.cooldown_days:
-        decision.request = False
-        decision.suppressed = (f"cool-down: a retrain was requested on {last_request} "
-                               f"(at most one per {policy.cooldown_days} days)")
+def decide_retrain(spec: UseCaseSpec, settings: Settings, drift: DriftComputed, performance: RealizedPerformance,
+                   training_active: bool) -> RetrainDecision:
+    """Check the figures against the policy, apply the cool-down and the active-training rule, schedule a drift's
+    retraining for when its labels mature, and request a schedule that is due (see `retraining`)."""
+    eng = wh.engine(settings.warehouse_url)
+    last = last_retrain_request(eng, spec.monitoring_table, drift.as_of)
+    pending = pending_schedule(eng, spec.monitoring_table, drift.as_of)
+    decision = retrain_decision(spec, drift.as_of, drift.summary or None, performance.roles.get("champion"),
+                                drift.test_metrics, last, training_active, data_ok=not drift.skipped, pending=pending)
+    outcome = ("REQUEST for " + str(decision.training_date) if decision.request else
+               f"scheduled for {decision.scheduled_for}" if decision.scheduled_for else "no request")
+    log.info("Retraining decision for %s: %s %s", drift.as_of, outcome,
+             decision.reasons + ([f"suppressed: {decision.suppressed}"] if decision.suppressed else []))
     return decision
+
+
+def review_challenger(spec: UseCaseSpec, settings: Settings, performance: RealizedPerformance,
+                      airflow_run_id: str) -> ChallengerReview:
+    """Promote (or recommend) the shadow challenger when it beats the champion on matured outcomes."""
+    from batchml import gate, registry
+
+    cfg = spec.monitoring.challenger
+    champ, chall = performance.roles.get("champion"), performance.roles.get("challenger")
+    if not champ or not chall or "roc_auc" not in champ or "roc_auc" not in chall:
+        return ChallengerReview(action="none", reason="no matured shadow scores to compare")
+    if chall["rows"] < cfg.min_labelled_rows:
+        return ChallengerReview(action="none", reason=f"{int(chall['rows'])} labelled rows < {cfg.min_labelled_rows}")
+    gain = chall["roc_auc"] - champ["roc_auc"]
+    if gain < cfg.margin:
+        return ChallengerReview(action="none", reason=f"challenger ROC AUC {chall['roc_auc']:.3f} does not beat the "
+                                                      f"champion's {champ['roc_auc']:.3f} by {cfg.margin}")
+    challenger, champion = int(chall["model_version"]), int(champ["model_version"])
+    reasons = [f"challenger v{challenger} ROC AUC {chall['roc_auc']:.4f} beats champion v{champion} "
+               f"{champ['roc_auc']:.4f} by {gain:.4f} on {int(chall['rows'])} matured rows "
+               f"(scored {performance.scored_on})"]
+    event, previous = "promotion_recommended", champion
+    if cfg.action == "promote":
+        previous = registry.promote(registry.connect(settings), spec.model_name, challenger)
+        event = "promoted_on_evidence"
+    gate.record_event(wh.engine(settings.warehouse_url), use_case=spec.name, model_name=spec.model_name,
+                      model_version=challenger, event=event, reasons=reasons,
+                      metrics={"challenger": chall, "champion": champ}, previous_champion=previous,
+                      actor="monitoring", airflow_run_id=airflow_run_id)
+    log.info("%s: %s", event, reasons[0])
+    return ChallengerReview(action=event, reason=reasons[0])
+
+
+def _figure_rows(drift: DriftComputed, details: dict, performance: RealizedPerformance,
+                 decision: RetrainDecision) -> list[dict]:
+    """One date's monitoring figures as rows of the monitoring table."""
+    rows: list[dict] = []
+    if drift.skipped:
+        rows.append({"metric": "drift", "status": "skipped", "detail": drift.skipped})
+    rows += [{**f, "model_version": drift.model_version} for f in details.get("figures", [])]
+    for role, metrics in performance.roles.items():
+        for name in ("roc_auc", "pr_auc", "calibration_error", "top_decile_capture", "rows", "positives"):
+            if name in metrics:
+                rows.append({"model_role": role, "model_version": metrics["model_version"],
+                             "metric": f"realized_{name}", "value": metrics[name], "status": "info",
+                             "detail": f"scores of {performance.scored_on}"})
+    if performance.skipped:
+        rows.append({"metric": "realized_performance", "status": "skipped", "detail": performance.skipped})
+    for entry in performance.since_drift:
+        if "roc_auc" in entry:
+            rows.append({"model_role": "/".join(entry["roles"]), "model_version": entry["model_version"],
+                         "metric": f"realized_roc_auc_since_drift_{entry['scope']}", "value": entry["roc_auc"],
+                         "status": "info", "detail": f"scores of {entry['first_day']}..{entry['last_day']} "
+                                                     f"({entry['days']} dates, {int(entry['rows'])} rows); drift "
+                                                     f"first seen {performance.drift_since}"})
+    status = ("requested" if decision.request else "scheduled" if decision.scheduled_for else
+              "suppressed" if decision.suppressed else "ok")
+    reasons = decision.reasons + ([f"suppressed: {decision.suppressed}"] if decision.suppressed else [])
+    rows.append({"model_version": drift.model_version, "metric": "retrain_request",
+                 "value": 1.0 if decision.request else 0.0, "status": status,
+                 "detail": "; ".join(reasons) or "no trigger"})
+    schedule_date = decision.scheduled_for or (decision.training_date if decision.drift_since else None)
+    if schedule_date and decision.drift_since:
+        delay = decision.figures.get("label_delay", {})
+        schedule = ScheduledRetrain(schedule_date, decision.drift_since,
+                                    dt.date.fromisoformat(delay.get("scheduled_on", drift.as_of.isoformat())))
+        rows.append({"model_version": drift.model_version, "metric": "retrain_scheduled",
+                     "value": float((schedule_date - drift.as_of).days),
+                     "status": "scheduled" if decision.scheduled_for else "requested",
+                     "detail": schedule.detail(int(delay.get("horizon_days", 0)))})
+    for row in rows:
+        row.setdefault("model_role", "champion")
+    return rows
+
+
+HISTORY_DAYS = 30
+"""Days of monitoring figures the drift report charts."""
+HISTORY_FEATURES = 5
+"""Features charted: the most drifted ones today and the most important ones, this many of each at most."""
+
+
+def publish_monitoring(spec: UseCaseSpec, settings: Settings, drift: DriftComputed, performance: RealizedPerformance,
+                       decision: RetrainDecision, airflow_run_id: str) -> MonitoringPublished:
+    """Write D's figures to the monitoring table (replacing a re-run's) and render the HTML drift report."""
+    from batchml.drift_report import render_drift_report
+
+    details = json.loads(Path(drift.drift_file).read_text()) if drift.drift_file else {}
+    rows = [{**row, "airflow_run_id": airflow_run_id} for row in _figure_rows(drift, details, performance, decision)]
+    eng = wh.engine(settings.warehouse_url)
+    written = replace_rows(eng, spec.monitoring_table, drift.as_of, rows)
+    report = None
+    if details:
+        top = [row["feature"] for row in details.get("importance", [])[:HISTORY_FEATURES]]
+        drifted = details.get("summary", {}).get("psi_alert_features", [])[:HISTORY_FEATURES]
+        past = history(eng, spec.monitoring_table, drift.as_of, HISTORY_DAYS, list(dict.fromkeys(drifted + top)))
+        report = str(render_drift_report(spec, details, performance, decision,
+                                         work_dir(spec, settings, drift.as_of) / "plots",
+                                         report_path(spec, settings, drift.as_of), past))
+    status = next(r["status"] for r in rows if r["metric"] == "retrain_request")
+    return MonitoringPublished(as_of=drift.as_of, rows=written, alerts=sum(r.get("status") == "alert" for r in rows),
+                               report=report, retrain=status)

@@ -1,17 +1,11 @@
-"""MLflow: tracking runs, the registered model, its `champion`/`challenger` aliases, and the gate between them.
-
-The gate is data: floors and margin come from the spec and are checked with MLflow's own `MetricThreshold` /
-`validate_evaluation_results`. A new model becomes `champion` only if it clears the floors and beats the current
-champion, scored on the *same* test window, by the margin; a model that clears the floors but not the margin
-becomes `challenger` (shadow-scored later); one that misses a floor is registered for the record with no alias.
-Every decision is written to the model version's tags and to the warehouse's `model_registry_events` table.
-"""
+"""MLflow: the tracking connection, experiments, models logged as pyfunc, registered versions and their
+`champion`/`challenger` aliases. The gate that moves the aliases is in `gate`."""
 
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +14,7 @@ import pandas as pd
 
 from batchml.errors import BatchMLError
 from batchml.settings import Settings
-from batchml.specs import LOWER_IS_BETTER, UseCaseSpec
+from batchml.specs import UseCaseSpec
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +42,17 @@ def experiment_name(spec: UseCaseSpec) -> str:
 
 
 def ensure_experiment(client, spec: UseCaseSpec, settings: Settings) -> str:
-    """The use case's experiment id, created with the configured artifact location if it does not exist yet."""
+    """The use case's experiment id, created with the configured artifact location if it does not exist yet (with
+    a tracking server and no BATCHML_MLFLOW_ARTIFACT_ROOT, the server's own artifact store)."""
     found = client.get_experiment_by_name(experiment_name(spec))
     if found is not None:
         return found.experiment_id
     root = settings.mlflow_artifact_root
-    location = f"{root.rstrip('/')}/{spec.name}" if "://" in root else (Path(root) / spec.name).resolve().as_uri()
+    if root is None:
+        return client.create_experiment(experiment_name(spec))
+    # a URI (s3://, mlflow-artifacts:/, file:...) is used as it is; anything else is a local folder
+    is_uri = re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", root) and not re.match(r"^[A-Za-z]:[\\/]", root)
+    location = f"{root.rstrip('/')}/{spec.name}" if is_uri else (Path(root) / spec.name).resolve().as_uri()
     return client.create_experiment(experiment_name(spec), artifact_location=location)
 
 
@@ -154,107 +153,6 @@ def resolve_champion(client, model_name: str) -> int:
     return version
 
 
-# The gate --------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class GateDecision:
-    verdict: str  # champion | challenger | rejected
-    mode: str
-    metric: str
-    margin: float
-    reasons: list[str] = field(default_factory=list)
-    champion_version: int | None = None
-    candidate_metrics: dict[str, float] = field(default_factory=dict)
-    champion_metrics: dict[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _threshold(metric: str, threshold: float | None = None, margin: float | None = None):
-    from mlflow.models import MetricThreshold
-
-    return MetricThreshold(threshold=threshold, min_absolute_change=margin, greater_is_better=metric not in LOWER_IS_BETTER)
-
-
-def _validate(thresholds: dict, candidate: dict, baseline: dict | None) -> list[str]:
-    """MLflow's validation; returns the failure lines (empty when everything passes)."""
-    import mlflow
-    from mlflow.models.evaluation import EvaluationResult
-    from mlflow.models.evaluation.validation import ModelValidationFailedException
-
-    try:
-        mlflow.validate_evaluation_results(
-            thresholds,
-            EvaluationResult(metrics=candidate, artifacts={}, run_id="candidate"),
-            EvaluationResult(metrics=baseline, artifacts={}, run_id="baseline") if baseline is not None else None,
-        )
-    except ModelValidationFailedException as exc:
-        return [line.strip(" -") for line in str(exc.message).splitlines() if line.strip(" -")]
-    return []
-
-
-def decide(spec: UseCaseSpec, candidate: dict[str, float], champion: dict[str, float] | None,
-           champion_version: int | None) -> GateDecision:
-    """Floors first, then the margin over the champion on the same test window."""
-    gate = spec.training.gate
-    decision = GateDecision("champion", gate.mode, gate.metric, gate.margin, champion_version=champion_version,
-                            candidate_metrics=candidate, champion_metrics=champion or {})
-    floor_failures = _validate({m: _threshold(m, threshold=v) for m, v in gate.floors.items()}, candidate, None)
-    if floor_failures:
-        decision.verdict = "rejected"
-        decision.reasons = [f"misses a floor: {line}" for line in floor_failures]
-        return decision
-    floors_text = ", ".join(f"{m} {candidate[m]:.4f} vs floor {v}" for m, v in gate.floors.items())
-    decision.reasons.append(f"clears the floors ({floors_text})")
-    if gate.mode == "disabled":
-        decision.reasons.append("gate disabled: promoted without comparing with the champion")
-        return decision
-    if champion is None:
-        decision.reasons.append("no champion yet: the first model that clears the floors becomes champion")
-        return decision
-    # MetricThreshold ignores a zero margin: "beats" then means strictly better
-    margin = max(gate.margin, 1e-12)
-    failures = _validate({gate.metric: _threshold(gate.metric, margin=margin)}, candidate, champion)
-    versus = (f"{gate.metric} {candidate[gate.metric]:.4f} vs champion v{champion_version} "
-              f"{champion[gate.metric]:.4f} (margin {gate.margin})")
-    if failures:
-        decision.verdict = "challenger"
-        decision.reasons.append(f"does not beat the champion by the margin: {versus}")
-    else:
-        decision.reasons.append(f"beats the champion by the margin: {versus}")
-    return decision
-
-
-def apply_decision(client, model_name: str, version: int, decision: GateDecision) -> int | None:
-    """Move aliases as decided (not in dry-run mode); returns the previous champion version."""
-    previous = alias_version(client, model_name, CHAMPION)
-    if decision.mode == "dry_run":
-        decision.reasons.append(f"dry run: aliases unchanged (would be {decision.verdict})")
-        return previous
-    if decision.verdict == "champion":
-        client.set_registered_model_alias(model_name, CHAMPION, str(version))
-        if alias_version(client, model_name, CHALLENGER) == version:
-            client.delete_registered_model_alias(model_name, CHALLENGER)
-    elif decision.verdict == "challenger":
-        client.set_registered_model_alias(model_name, CHALLENGER, str(version))
-    return previous
-
-
-def tag_version(client, model_name: str, version: int, tags: dict[str, Any]) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, str(version), key, str(value)[:5000])
-
-
-# Model admin -----------------------------------------------------------------------------------------------------
-
-
-def champion_history(events: list[dict]) -> list[int]:
-    """Versions that held the champion alias, in the order they got it (from the registry events)."""
-    assigning = {"promoted", "promoted_manually", "rolled_back"}
-    return [e["model_version"] for e in events if e["event"] in assigning and e["model_version"] is not None]
-
 
 def promote(client, model_name: str, version: int) -> int | None:
     """Make `version` the champion; returns the previous champion."""
@@ -271,11 +169,6 @@ def promote(client, model_name: str, version: int) -> int | None:
     return previous
 
 
-def rollback_target(events: list[dict], current: int | None) -> int:
-    """The champion before the current one."""
-    history = champion_history(events)
-    while history and history[-1] == current:
-        history.pop()
-    if not history:
-        raise RegistryError("there is no earlier champion to roll back to (see model_registry_events)")
-    return history[-1]
+def tag_version(client, model_name: str, version: int, tags: dict[str, Any]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, str(version), key, str(value)[:5000])

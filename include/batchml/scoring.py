@@ -6,9 +6,12 @@ chunk size, not on the partition's size:
      decile cut-offs and the cut-off of the top `exact_share` come from it;
   2. deciles, bands and reason codes, written as Arrow batches into one staged Parquet file.
 
-Reason codes are SHAP contributions computed by the boosters themselves (`pred_contribs` / `pred_contrib`), not by
-an explainer loop: exact TreeSHAP for the highest-risk share analysts act on, Saabas approximations (XGBoost) for the
-rest. A linear baseline's contributions are exact and cheap: coef x (x - mean of training).
+Reason codes are SHAP contributions computed by the boosters themselves (`BatchModel.contributions`), not by an
+explainer loop: exact TreeSHAP for the highest-risk share analysts act on (extended to every row the spec's time
+budget allows), Saabas approximations (XGBoost) or none for the rest. A linear baseline's are exact and cheap.
+`reason_codes` turns them into the columns analysts read (the features raising the score, in words). Only the
+champion's rows get codes: challenger rows are shadow scores, compared in aggregate, never acted on row by row, and
+explaining them would double the most expensive part of scoring.
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ import numpy as np
 import pandas as pd
 
 from batchml.errors import BatchMLError
+from batchml.models import BatchModel
+from batchml.reason_codes import FeatureWords, feature_words, reason_columns
+from batchml.results import PinnedVersions, StagedScores
+from batchml.score_table import arrow_schema, score_table_columns, staging_dir
+from batchml.settings import Settings
 from batchml.specs import UseCaseSpec
-from batchml.training import BatchModel
 
 log = logging.getLogger(__name__)
 
@@ -34,90 +41,6 @@ BINS = 100_000
 
 class ScoringError(BatchMLError):
     """The day's features cannot be scored (missing or empty partition, columns that do not fit the model, ...)."""
-
-
-# Contributions ---------------------------------------------------------------------------------------------------
-
-
-def feature_of_model_column(model: BatchModel) -> list[str]:
-    """The feature each model input column comes from (one-hot columns map back to their categorical feature)."""
-    prep = model.pipeline[:-1][0] if len(model.pipeline) > 1 else None
-    names = list(model.pipeline[:-1].get_feature_names_out())
-    if model.kind != "logistic_regression" or prep is None:
-        return names
-    out = []
-    encoder = prep.named_transformers_["cat"]
-    cat_names = {f"{col}_{val}": col for col, cats in zip(model.categorical, encoder.categories_, strict=True)
-                 for val in cats}
-    for n in names:
-        out.append(cat_names.get(n, n))
-    return out
-
-
-def contributions(model: BatchModel, X: pd.DataFrame, approximate: bool = False) -> np.ndarray:
-    """SHAP contributions per model input column (log-odds), without the bias term; rows x columns."""
-    est = model.estimator
-    if model.kind == "xgboost":
-        import xgboost as xgb
-
-        booster = est.get_booster()
-        best = model.info.get("best_iteration")
-        rng = (0, best + 1) if best is not None else (0, 0)
-        out = booster.predict(xgb.DMatrix(X), pred_contribs=True, approx_contribs=approximate, iteration_range=rng)
-        return out[:, :-1]
-    if model.kind == "lightgbm":
-        best = model.info.get("best_iteration")
-        out = est.booster_.predict(X, pred_contrib=True, num_iteration=best)
-        return np.asarray(out)[:, :-1]
-    mean = model.info.get("input_mean")
-    mean = np.asarray(mean) if mean is not None else np.zeros(X.shape[1])
-    return (np.asarray(X, dtype="float64") - mean) * est.coef_[0]
-
-
-def per_feature(model: BatchModel, contrib: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Sum model-column contributions per original feature (a no-op for trees, one column per feature)."""
-    owners = feature_of_model_column(model)
-    features = list(dict.fromkeys(owners))
-    if len(features) == len(owners):
-        return features, contrib
-    index = {f: i for i, f in enumerate(features)}
-    out = np.zeros((contrib.shape[0], len(features)))
-    for j, owner in enumerate(owners):
-        out[:, index[owner]] += contrib[:, j]
-    return features, out
-
-
-def top_reasons(features: list[str], contrib: np.ndarray, frame: pd.DataFrame, top: int):
-    """Names, displayed values and impacts of the `top` features with the largest |contribution|, per row."""
-    k = min(top, contrib.shape[1])
-    order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :k]
-    names = np.asarray(features, dtype=object)[order]
-    impacts = np.take_along_axis(contrib, order, axis=1)
-    values = np.empty(names.shape, dtype=object)
-    for j in range(k):
-        for feat in np.unique(names[:, j]):
-            rows = names[:, j] == feat
-            values[rows, j] = _as_text(frame[feat].to_numpy()[rows])
-    return names, values, impacts
-
-
-def _as_text(values: np.ndarray) -> np.ndarray:
-    """Feature values as short text (vectorised in Arrow: formatting millions of floats in Python is slow)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if values.dtype.kind == "f":
-        values = np.round(values.astype("float64"), 4)
-    return np.asarray(pc.cast(pa.array(values), pa.string()).to_numpy(zero_copy_only=False), dtype=object)
-
-
-def score_table_columns(spec: UseCaseSpec):
-    """The score table's columns for this spec (entity, score, band, reasons, carried features, lineage)."""
-    from batchml.features import feature_columns
-    from batchml.warehouse import score_columns
-
-    kinds = feature_columns(spec)
-    return score_columns(spec.entity.key, spec.scoring.reason_codes.top, {c: kinds[c] for c in spec.scoring.columns})
 
 
 # Scoring a partition ---------------------------------------------------------------------------------------------
@@ -159,7 +82,7 @@ class _Histogram:
         self.counts += np.bincount(np.minimum((p * BINS).astype(np.int64), BINS - 1), minlength=BINS)
 
     def upper_share_cutoff(self, share: float) -> float:
-        """The score above which about `share` of the rows lie (1.0 when share is 0)."""
+        """The score above which about `share` of the rows lie (infinity when share is 0: no row is above it)."""
         if share <= 0:
             return np.inf
         total = self.counts.sum()
@@ -193,8 +116,6 @@ def score_partition(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from batchml.warehouse import arrow_schema
-
     sc = spec.scoring
     key = spec.entity.key
     if not features_file.exists():
@@ -224,6 +145,7 @@ def score_partition(
     share = exact_share_within_budget(champion, features_file, sc.reason_codes, meta.num_rows, timings)
     exact_cut = hists["champion"].upper_share_cutoff(share)
     thresholds = list(sc.bands.items())
+    about = feature_words(spec)
     columns = score_table_columns(spec)
     schema = arrow_schema(columns)
     scored_at = pd.Timestamp.now(tz="UTC")
@@ -236,7 +158,8 @@ def score_partition(
             for m in models:
                 p = probs[m.role].to_numpy()
                 t0 = time.perf_counter()
-                reasons = _reason_columns(m, chunk, p, exact_cut, sc) if m.role == "champion" else None
+                reasons, exact = (_reason_codes(m, chunk, p, exact_cut, sc, about) if m.role == "champion"
+                                  else ({}, np.zeros(len(chunk), dtype=bool)))
                 timings["reason_codes"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 data = {
@@ -246,20 +169,16 @@ def score_partition(
                     "score": p,
                     "risk_decile": (1 + np.sum(p[:, None] < edges[m.role][None, :], axis=1)).astype("int16"),
                     "risk_band": _bands(p, thresholds),
+                    **reasons,
                 }
-                for i in range(1, sc.reason_codes.top + 1):
-                    names, values, impacts, exact = reasons if reasons else (None, None, None, None)
-                    data[f"reason_{i}"] = names[:, i - 1] if names is not None and i <= names.shape[1] else None
-                    data[f"reason_{i}_value"] = values[:, i - 1] if values is not None and i <= values.shape[1] else None
-                    data[f"reason_{i}_impact"] = impacts[:, i - 1] if impacts is not None and i <= impacts.shape[1] else None
                 for col in sc.columns:
                     data[col] = chunk[col].to_numpy()
-                data["reasons_exact"] = reasons[3] if reasons else np.zeros(len(chunk), dtype=bool)
+                data["reasons_exact"] = exact
                 data["model_name"] = np.full(len(chunk), m.name)
                 data["model_version"] = np.full(len(chunk), m.version, dtype="int32")
                 data["airflow_run_id"] = np.full(len(chunk), run_id)
                 data["scored_at"] = np.full(len(chunk), scored_at)
-                table = pa.table({c.name: _arrow_column(data[c.name], schema.field(c.name).type, len(chunk))
+                table = pa.table({c.name: _arrow_column(data.get(c.name), schema.field(c.name).type, len(chunk))
                                   for c in columns}, schema=schema)
                 writer.write_table(table)
                 rows_out += len(chunk)
@@ -283,7 +202,7 @@ def exact_share_within_budget(m: PinnedModel, features_file: Path, rc, rows: int
     sample = next(pq.ParquetFile(features_file).iter_batches(batch_size=min(rows, 2_000))).to_pandas()
     X = m.model.transform(sample)
     t0 = time.perf_counter()
-    contributions(m.model, X)
+    m.model.contributions(X)
     per_row = (time.perf_counter() - t0) / len(sample)
     affordable = rc.exact_budget_seconds / max(per_row, 1e-9)
     share = max(rc.exact_share, min(1.0, affordable / rows))
@@ -308,8 +227,10 @@ def _bands(p: np.ndarray, thresholds: list[tuple[str, float]]) -> np.ndarray:
     return out
 
 
-def _reason_columns(m: PinnedModel, chunk: pd.DataFrame, p: np.ndarray, exact_cut: float, sc):
-    """Reason codes of one chunk: exact for scores above the cut, the spec's fallback for the rest."""
+def _reason_codes(m: PinnedModel, chunk: pd.DataFrame, p: np.ndarray, exact_cut: float, sc,
+                  about: dict[str, FeatureWords]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Reason columns of one chunk (exact for scores above the cut, the spec's fallback for the rest) and which
+    rows have exact codes."""
     rc = sc.reason_codes
     n = len(chunk)
     exact = p >= exact_cut
@@ -320,18 +241,47 @@ def _reason_columns(m: PinnedModel, chunk: pd.DataFrame, p: np.ndarray, exact_cu
         exact[:] = True  # linear contributions are exact and cheap
     X = m.model.transform(chunk)
     contrib = np.full((n, X.shape[1]), np.nan)
-    have = exact.copy()
     if exact.any():
-        contrib[exact] = contributions(m.model, X[exact])
+        contrib[exact] = m.model.contributions(X[exact])
     if others == "approximate" and (~exact).any():
-        contrib[~exact] = contributions(m.model, X[~exact], approximate=True)
-        have[:] = True
-    features, per = per_feature(m.model, contrib)
-    names = np.full((n, min(rc.top, len(features))), None, dtype=object)
-    values = names.copy()
-    impacts = np.full(names.shape, np.nan)
-    if have.any():
-        nm, vl, im = top_reasons(features, per[have], chunk.iloc[np.flatnonzero(have)], rc.top)
-        names[have], values[have], impacts[have] = nm, vl, im
-    impacts = np.where(np.isnan(impacts), None, impacts)
-    return names, values, impacts, exact
+        contrib[~exact] = m.model.contributions(X[~exact], approximate=True)
+    features, per = m.model.per_feature(contrib)
+    return reason_columns(features, per, chunk, rc.top, about), exact
+
+
+# Steps of the scoring DAG ------------------------------------------------------------------------------------------
+
+
+def pin_models(spec: UseCaseSpec, settings: Settings) -> PinnedVersions:
+    """Resolve the champion (required) and the challenger (optional) aliases to version numbers, once."""
+    from batchml import registry
+
+    client = registry.connect(settings)
+    champion = registry.resolve_champion(client, spec.model_name)
+    challenger = registry.alias_version(client, spec.model_name, registry.CHALLENGER)
+    if challenger == champion or not spec.scoring.shadow_challenger:
+        challenger = None
+    log.info("Pinned %s: champion v%s, challenger %s", spec.model_name, champion,
+             f"v{challenger}" if challenger else "none")
+    return PinnedVersions(model_name=spec.model_name, champion=champion, challenger=challenger)
+
+
+def score_features(spec: UseCaseSpec, settings: Settings, as_of: dt.date, pinned: PinnedVersions, run_id: str,
+                   label: str) -> StagedScores:
+    """Score D's feature partition with the pinned versions into a staged Parquet file."""
+    from batchml import registry
+    from batchml.storage import feature_partition_file
+
+    registry.connect(settings)
+    started = time.perf_counter()
+    models = [PinnedModel(role, pinned.model_name, version,
+                          registry.load_batch_model(f"models:/{pinned.model_name}/{version}"))
+              for role, version in pinned.roles.items()]
+    load_seconds = time.perf_counter() - started
+    folder = staging_dir(spec, settings, as_of) / label
+    folder.mkdir(parents=True, exist_ok=True)
+    run = score_partition(spec, feature_partition_file(settings.features_root, spec.name, as_of), models,
+                          folder / "scores.parquet", as_of, run_id)
+    return StagedScores.extending(pinned, as_of=as_of, staged_file=run.staged_file, entities=run.rows_in,
+                        rows=run.rows_out, exact_reason_rows=run.exact_rows,
+                        seconds={"load_models": round(load_seconds, 2), **run.seconds})

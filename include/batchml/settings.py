@@ -47,10 +47,17 @@ class Settings(BaseSettings):
     mlflow_artifact_root: str | None = Field(
         default=None, description="Artifact location for new MLflow experiments. Default <home>/mlartifacts."
     )
+    warehouse_reader_role: str | None = Field(
+        default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL role granted SELECT on the score views (analysts' read-only role). Unset: no grant.",
+    )
     spark_conn_id: str = Field(
         default="batchml_spark",
         description="Airflow connection whose host is the Spark master and whose extras are Spark confs.",
         pattern=r"^[A-Za-z0-9_.\-]+$",
+    )
+    alert_conn_id: str | None = Field(
+        default=None, description="Airflow HTTP connection alerts are POSTed to (e.g. a Slack webhook). Unset: logs only."
     )
 
     @field_validator("home", "specs_dir", mode="after")
@@ -110,9 +117,14 @@ class Settings(BaseSettings):
             object.__setattr__(self, "warehouse_url", f"sqlite:///{home / 'warehouse.db'}")
         if self.mlflow_tracking_uri is None:
             object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{home / 'mlflow.db'}")
-        if self.mlflow_artifact_root is None:
+        if self.mlflow_artifact_root is None and not self.mlflow_is_server:
+            # a tracking server decides where artifacts go (e.g. proxied to S3); a local store keeps them here
             object.__setattr__(self, "mlflow_artifact_root", str(home / "mlartifacts"))
         return self
+
+    @property
+    def mlflow_is_server(self) -> bool:
+        return str(self.mlflow_tracking_uri).startswith(("http://", "https://", "databricks"))
 
     # Derived locations inside the data lake ------------------------------------------------------------------
     @property
@@ -141,8 +153,37 @@ class Settings(BaseSettings):
         return self.data_root / "reports"
 
 
+# BATCHML_* variables that are not settings: set by bin/env.sh, by the GX runner for itself, by bin/stack
+NOT_SETTINGS = ("BATCHML_REPO", "BATCHML_GX_WAREHOUSE_URL")
+NOT_SETTINGS_PREFIXES = ("BATCHML_STACK_",)
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """BATCHML_* variables that no setting reads, each with the closest known name (a typo would otherwise be
+    ignored silently and the default used)."""
+    import difflib
+    import os
+
+    environ = os.environ if environ is None else environ
+    known = [f"{_ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+    out = []
+    for var in sorted(environ):
+        if (not var.startswith(_ENV_PREFIX) or var in known or var in NOT_SETTINGS
+                or var.startswith(NOT_SETTINGS_PREFIXES)):
+            continue
+        close = difflib.get_close_matches(var, known, n=1, cutoff=0.6)
+        out.append(f"{var}: not a batchml setting" + (f"; did you mean {close[0]}?" if close else
+                                                       f"; known settings: {', '.join(known)}"))
+    return out
+
+
 def get_settings() -> Settings:
-    """Read and validate settings from the environment; raise SettingsError naming the variable at fault."""
+    """Read and validate settings from the environment; raise SettingsError naming the variable at fault (a bad
+    value, or a BATCHML_* variable no setting reads)."""
+    unknown = unknown_variables()
+    if unknown:
+        raise SettingsError("Unknown environment settings:\n  " + "\n  ".join(unknown)
+                            + "\nRename or remove the variable (see .env.example) and retry.")
     try:
         return Settings()
     except ValidationError as exc:

@@ -124,6 +124,36 @@ class Landing:
         os.replace(tmp, folder / name)
         return str(folder / name)
 
+    def replace_partition(self, source: str, day: dt.date, table, name: str = "part-0.parquet") -> tuple[str, int]:
+        """Land `table` as the whole partition of `day`, replacing every file it held whatever their names, in one
+        step; returns (where it landed, rows the replaced files held). Locally: a new folder swapped in atomically.
+        S3 has no multi-object transaction: the new object is written, then the other objects are deleted."""
+        import pyarrow.parquet as pq
+
+        if self.is_s3:
+            bucket, prefix = split_s3_url(self.partition_url(source, day))
+            client = s3_client()
+            old = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                                          Prefix=prefix + "/")
+                   for o in page.get("Contents", [])]
+            replaced = sum(_s3_parquet_rows(client, bucket, k) for k in old if k.endswith(".parquet"))
+            location = self.write_partition_file(source, day, name, table)
+            stale = [k for k in old if k != f"{prefix}/{name}"]
+            for i in range(0, len(stale), 1000):
+                client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in stale[i:i + 1000]]})
+            return location, replaced
+        target = Path(self.partition_url(source, day))
+        replaced = sum(pq.read_metadata(p).num_rows for p in target.glob("*.parquet")
+                       if not p.name.startswith((".", "_"))) if target.is_dir() else 0
+        tmp = sibling_temp_dir(target)
+        try:
+            pq.write_table(table, tmp / name, compression="zstd")
+            swap_in_folder(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return str(target / name), replaced
+
     # Reading -----------------------------------------------------------------------------------------------------
     def local_view(self, sources_days: dict[str, list[dt.date]], mirror_root: Path) -> Path:
         """A local folder with the same layout holding at least the requested partitions.
@@ -162,6 +192,22 @@ class Landing:
                     downloaded += 1
         log.info("Mirrored %s to %s (%d files downloaded)", self.url, root, downloaded)
         return root
+
+
+def _s3_parquet_rows(client, bucket: str, key: str) -> int:
+    """Rows of a Parquet object on S3, from its footer (two ranged reads, not the whole object)."""
+    import struct
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        tail = client.get_object(Bucket=bucket, Key=key, Range="bytes=-8")["Body"].read()
+        length = struct.unpack("<I", tail[:4])[0]
+        footer = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{length + 8}")["Body"].read()
+        return pq.read_metadata(pa.BufferReader(b"PAR1" + footer)).num_rows  # header magic, then the footer
+    except Exception:  # noqa: BLE001 - an unreadable old object still gets replaced; its rows are unknown
+        return 0
 
 
 def _partition_day(name: str) -> dt.date | None:
@@ -220,22 +266,79 @@ def single_parquet_file(folder: Path) -> Path:
     return files[0]
 
 
-def publish_file(staged_file: Path, target_dir: Path, manifest: dict) -> Path:
-    """Move a staged file into place atomically (rename on one filesystem) and write its manifest.
+def _rename_exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    import ctypes
+    import ctypes.util
 
-    Readers see either the previous file or the new one, never a half-written file; if anything fails before the
-    rename, the previous file is untouched. Re-publishing the same day replaces it (idempotent).
-    """
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / DATA_FILE
     try:
-        os.replace(staged_file, target)
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: the filesystem or kernel cannot exchange
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def swap_in_folder(new_dir: Path, target_dir: Path) -> None:
+    """Make `new_dir` the content of `target_dir` in one step: readers see the old folder or the new one, whole,
+    never a mix. The old content is deleted afterwards; `new_dir` must be a sibling (same filesystem)."""
+    if not target_dir.exists():
+        os.rename(new_dir, target_dir)
+        return
+    if _rename_exchange(new_dir, target_dir):
+        shutil.rmtree(new_dir, ignore_errors=True)  # now holds the old content
+        return
+    # no atomic exchange here: two renames, the target missing between them for an instant
+    old = target_dir.with_name(f".{target_dir.name}.old.{uuid.uuid4().hex}")
+    os.rename(target_dir, old)
+    os.rename(new_dir, target_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def sibling_temp_dir(target_dir: Path) -> Path:
+    """A fresh hidden folder next to `target_dir` (readers skip names starting with a dot)."""
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target_dir.with_name(f".{target_dir.name}.{uuid.uuid4().hex}.tmp")
+    tmp.mkdir()
+    return tmp
+
+
+def remove_stale_temp_dirs(parent: Path) -> list[Path]:
+    """Delete `.<name>.<id>.tmp` and `.<name>.old.<id>` folders a killed publish left next to the partitions."""
+    stale = [p for p in parent.glob(".dt=*") if p.is_dir() and (p.name.endswith(".tmp") or ".old." in p.name)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
+def publish_file(staged_file: Path, target_dir: Path, manifest: dict) -> Path:
+    """Publish a staged data file and its manifest as one partition folder, in one step.
+
+    Both are written into a hidden sibling folder, which then replaces `target_dir` by an atomic exchange: readers
+    see the previous data with its manifest or the new data with its manifest, never one without the other, and no
+    temporary file is ever inside a published folder. If anything fails before the exchange, the previous
+    partition is untouched. Re-publishing the same day replaces it (idempotent).
+    """
+    remove_stale_temp_dirs(target_dir.parent)
+    tmp = sibling_temp_dir(target_dir)
+    try:
+        try:  # a hard link, so that the staged file survives a failed publish (a retry publishes it again)
+            os.link(staged_file, tmp / DATA_FILE)
+        except OSError:
+            shutil.copyfile(staged_file, tmp / DATA_FILE)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
+        swap_in_folder(tmp, target_dir)
     except OSError as exc:
-        raise PublishError(f"could not move {staged_file} to {target}: {exc}; the previous partition is intact") from exc
-    tmp = target_dir / f".{MANIFEST_FILE}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(tmp, target_dir / MANIFEST_FILE)
-    return target
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PublishError(f"could not publish {staged_file} as {target_dir}: {exc}; the previous partition is "
+                           "intact") from exc
+    return target_dir / DATA_FILE
 
 
 def read_manifest(partition_dir: Path) -> dict | None:

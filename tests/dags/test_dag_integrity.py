@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DAG_FILES = sorted(p for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_"))
+ERRORS_FILE = REPO / "dags" / "spec_errors.py"  # reports invalid specs; defines no DAG
+DAG_FILES = sorted(p for p in (REPO / "dags").glob("*.py") if not p.name.startswith("_") and p != ERRORS_FILE)
 HEAVY = ["great_expectations", "mlflow", "pyspark", "xgboost", "lightgbm", "shap", "sklearn", "boto3", "scipy"]
 EXPECTED_TASKS = {
-    "features": ["check_raw_landed", "validate_raw", "build_features", "validate_features", "publish_features"],
+    "features": ["wait_for_input", "check_raw_landed", "validate_raw", "build_features", "validate_features",
+                 "publish_features"],
 }
 
 _PROBE = r"""
@@ -73,7 +75,12 @@ def test_every_spec_yields_one_dag_per_kind():
     assert found == {spec.dag_id(p.stem) for spec in specs for p in DAG_FILES}
 
 
-def test_a_bad_spec_is_an_import_error_naming_file_and_field(tmp_path, monkeypatch):
+def test_the_spec_errors_file_defines_nothing_when_every_spec_is_valid():
+    result = _probe(ERRORS_FILE)
+    assert result["dags"] == [] and result["heavy"] == []
+
+
+def test_a_bad_spec_is_an_import_error_naming_file_and_field_and_the_others_keep_their_dags(tmp_path, monkeypatch):
     import shutil
 
     shutil.copy(REPO / "specs" / "churn.yaml", tmp_path / "churn.yaml")
@@ -83,5 +90,31 @@ def test_a_bad_spec_is_an_import_error_naming_file_and_field(tmp_path, monkeypat
 
     bag = BundleDagBag(dag_folder=str(REPO / "dags"), bundle_path=REPO / "dags", bundle_name="dags-folder")
     assert bag.import_errors, "a bad spec must not make DAGs vanish silently"
-    for error in bag.import_errors.values():
-        assert "broken.yaml" in error and "features.aggregates[0].windows" in error
+    assert [Path(f).name for f in bag.import_errors] == ["spec_errors.py"]
+    (error,) = bag.import_errors.values()
+    assert "broken.yaml" in error and "features.aggregates[0].windows" in error
+    assert "broken__features" in error and "broken__scoring" in error  # what is missing, by name
+    assert {f"churn__{kind}" for kind in ("features", "training", "model_admin", "scoring", "monitoring")} <= set(
+        bag.dag_ids), "the valid use case keeps every DAG"
+
+
+def test_every_param_has_a_valid_default_or_says_why_it_is_required(airflow_db):
+    """What the trigger form does: each Param's default is validated against its schema. A Param whose default
+    cannot pass (the user must fill it in) says so in its description."""
+    from airflow.dag_processing.dagbag import BundleDagBag
+
+    bag = BundleDagBag(dag_folder=str(REPO / "dags"), bundle_path=REPO / "dags", bundle_name="dags-folder")
+    checked = 0
+    for dag_id in bag.dag_ids:
+        params = bag.get_dag(dag_id).params
+        for name in params:
+            param = params.get_param(name)
+            assert param.description, f"{dag_id}: param {name!r} has no description"
+            try:
+                param.resolve(suppress_exception=False)
+            except Exception as exc:  # ParamValidationError
+                assert param.description.startswith("Required"), (
+                    f"{dag_id}: param {name!r} has no valid default ({exc}) and its description does not say it "
+                    "is required")
+            checked += 1
+    assert checked >= 10

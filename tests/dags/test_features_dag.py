@@ -78,6 +78,26 @@ def test_bad_raw_data_fails_the_run_and_keeps_the_published_partition(
     assert _sha(published) == before, "a failed run must leave the previous partition untouched"
 
 
+def test_a_missing_spark_connection_fails_at_once_without_retries(
+    airflow_db, churn_spec, small_landing, small_as_of, isolated_home, monkeypatch
+):
+    """Retrying cannot create a connection: the task fails on its first try, with what to do, and publishes
+    nothing (the DAG's tasks have retries; this error does not use them)."""
+    import time
+
+    from airflow.utils.session import create_session
+
+    settings = isolated_home(landing_url=small_landing.url, spark_conn_id="no_such_spark")
+    started = time.perf_counter()
+    run, states = _run(churn_spec, settings, small_as_of)
+    assert run.state == "failed" and states["build_features"] == "failed", states
+    with create_session() as session:
+        ti = next(t for t in run.get_task_instances(session=session) if t.task_id == "build_features")
+        assert ti.try_number == 1 and ti.max_tries >= 2, (ti.try_number, ti.max_tries)
+    assert time.perf_counter() - started < 600, "no retry delay was waited"
+    assert not (settings.features_root / "churn").exists()
+
+
 def test_as_of_param_overrides_the_logical_date(airflow_db, churn_spec, small_landing, small_as_of, isolated_home):
     from batchml.storage import feature_partition_dir
 

@@ -4,9 +4,9 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from dagtest import run_for_day
 
 from batchml import warehouse as wh
+from dagtest import run_for_day
 
 pytestmark = [pytest.mark.airflow, pytest.mark.mlflow]
 D = dt.date(2026, 5, 25)

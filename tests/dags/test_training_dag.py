@@ -5,6 +5,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+
 from dagtest import run_for_day
 
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.mlflow]
@@ -20,17 +21,18 @@ def _run(dag, day: dt.date, conf: dict | None = None):
 def test_training_dag_registers_a_champion_then_gates_the_next_run(
     airflow_db, small_training_spec, training_landing, isolated_home
 ):
-    from batchml import registry, warehouse
+    from batchml import gate, registry
+    from batchml import warehouse as wh
+    from batchml.partitions import snapshot_plan
     from batchml.pipelines.training import build_training_dag
     from batchml.storage import feature_partition_dir
-    from batchml.training import SPLITS, snapshot_plan
 
     settings = isolated_home(landing_url=training_landing.url)
     dag = build_training_dag(small_training_spec, settings)
     run, states, first = _run(dag, T, {"reason": "first model for the demo"})
     assert run.state == "success", states
     plan = snapshot_plan(small_training_spec, T)
-    for s in (s for name in SPLITS for s in plan[name]):  # the missing snapshots were built and published
+    for s in plan.all:  # the missing snapshots were built and published
         assert (feature_partition_dir(settings.features_root, "churn", s) / "part-0.parquet").exists()
     assert first["verdict"] == "champion" and first["version"] == 1
     assert Path(first["model_card"]).exists()
@@ -42,12 +44,12 @@ def test_training_dag_registers_a_champion_then_gates_the_next_run(
     assert second["verdict"] in ("challenger", "champion", "rejected")
     client = registry.connect(settings)
     champion = registry.resolve_champion(client, "churn")
-    events = warehouse.registry_events(warehouse.create_engine(settings.warehouse_url), "churn")
+    events = gate.read_events(wh.engine(settings.warehouse_url), "churn")
     assert [e["model_version"] for e in events] == [1, 2]
-    gate = events[-1]
-    assert gate["metrics"]["champion"], "the second run must be compared with the first run's champion"
+    last = events[-1]
+    assert last["metrics"]["champion"], "the second run must be compared with the first run's champion"
     margin = small_training_spec.training.gate.margin
-    beat = gate["metrics"]["candidate"]["roc_auc"] >= gate["metrics"]["champion"]["roc_auc"] + margin
+    beat = last["metrics"]["candidate"]["roc_auc"] >= last["metrics"]["champion"]["roc_auc"] + margin
     assert (champion == 2) == (beat and second["verdict"] == "champion")
     tags = client.get_run(first["mlflow_run_id"]).data.tags
     assert tags["batchml.reason"] == "first model for the demo"

@@ -1,5 +1,5 @@
-"""Drift detection on generated data, day after day: no false alarm while the data is stable, a retrain request
-within a few days once the drift knob turns on, naming the drifted features."""
+"""Drift detection on generated data, day after day: no false alarm while the data is stable, a retraining scheduled
+within a few days once the drift knob turns on (for the day its labels mature), naming the drifted features."""
 
 import datetime as dt
 from pathlib import Path
@@ -18,18 +18,20 @@ DRIFTING = [dt.date(2026, 7, 5) + dt.timedelta(days=i) for i in range(7)]  # the
 @pytest.fixture(scope="module")
 def daily_decisions(spark, small_training_spec, training_landing, tmp_path_factory):
     """Train once (before the drift), then compare each day's features and scores with the model's reference."""
-    from batchml.features import run_feature_job
-    from batchml.monitoring import drift_summary, feature_drift, load_reference, retrain_decision
-    from batchml.pipelines import training as steps
+    from batchml.datasets import prepare_training_set
+    from batchml.drift import drift_summary, feature_drift, load_reference
+    from batchml.evaluation import evaluate
+    from batchml.features import ensure_snapshots, run_feature_job
+    from batchml.monitoring import retrain_decision
     from batchml.settings import Settings
+    from batchml.training import train_candidates
 
     spec = small_training_spec
     root = tmp_path_factory.mktemp("drift")
     settings = Settings(home=root / "home", landing_url=training_landing.url)
-    steps.ensure_snapshots(spark, spec, settings, T, "train")
-    ref = steps.build_training_set(spec, settings, T, root / "run")
-    ref = steps.train_candidates(spec, settings, ref, trials=2, timeout=None)
-    steps.evaluate(spec, settings, ref)
+    ensure_snapshots(spark, spec, settings, T, "train")
+    ref = prepare_training_set(spec, settings, T, root / "run")
+    evaluate(spec, train_candidates(spec, ref, trials=2, timeout=None))
     model = joblib.load(root / "run" / "selected.joblib")
     profile, sample = load_reference(root / "run" / "reference")
     decisions = {}
@@ -44,17 +46,22 @@ def daily_decisions(spark, small_training_spec, training_landing, tmp_path_facto
 
 
 def test_no_false_alarm_while_the_data_is_stable(daily_decisions):
-    false_alarms = [d for d in STABLE if daily_decisions[d].request]
+    false_alarms = [d for d in STABLE if daily_decisions[d].request or daily_decisions[d].scheduled_for]
     print(f"\nfalse alarms over {len(STABLE)} stable days: {len(false_alarms)}")
     assert false_alarms == []
 
 
-def test_drift_triggers_a_request_within_a_few_days_naming_the_features(daily_decisions):
-    requested = [d for d in DRIFTING if daily_decisions[d].request]
-    assert requested, "the drift was never detected"
-    first = requested[0]
-    print(f"\nfirst retrain request {(first - DRIFTING[0]).days} days after the drift started ({first})")
+def test_drift_schedules_a_retraining_within_a_few_days_naming_the_features(daily_decisions, small_training_spec):
+    scheduled = [d for d in DRIFTING if daily_decisions[d].scheduled_for]
+    assert scheduled, "the drift was never detected"
+    first = scheduled[0]
+    print(f"\nretraining scheduled {(first - DRIFTING[0]).days} days after the drift started ({first}), for "
+          f"{daily_decisions[first].scheduled_for}")
     assert (first - DRIFTING[0]).days <= 5
-    reasons = " ".join(daily_decisions[first].reasons)
+    decision = daily_decisions[first]
+    # not now: a training run now would learn from labels that matured before the drift
+    assert not decision.request
+    assert decision.scheduled_for == first + dt.timedelta(days=small_training_spec.horizon_days)
+    reasons = " ".join(decision.reasons)
     assert "txn_share_channel_app_7d" in reasons or "txn_mean_amount_7d" in reasons, reasons
-    assert all(daily_decisions[d].request for d in DRIFTING if d >= first)  # it does not flicker off
+    assert all(daily_decisions[d].scheduled_for for d in DRIFTING if d >= first)  # it does not flicker off

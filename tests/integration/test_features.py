@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from batchml.errors import LandingError, SpecError
-from batchml.features import AS_OF_COLUMN, build_features, feature_columns, run_feature_job
-from batchml.specs import UseCaseSpec, load_spec
+from batchml.features import build_features, run_feature_job
+from batchml.specs import AS_OF_COLUMN, UseCaseSpec, load_spec
 from batchml.storage import Landing, day_range
 
 pytestmark = pytest.mark.spark
@@ -122,7 +122,7 @@ def test_feature_values_match_an_independent_calculation(spark, tiny_spec, tmp_p
     got = build_features(spark, tiny_spec, Path(landing.url), D).toPandas().sort_values("user_id")
     want = _reference(landing, tiny_spec, D)
     assert list(got.user_id) == ["u1", "u2", "u3", "u6", "u7"]  # u4 not yet, u5 gone, u8 after D
-    assert list(got.columns) == ["user_id", AS_OF_COLUMN, *feature_columns(tiny_spec)]
+    assert list(got.columns) == ["user_id", AS_OF_COLUMN, *tiny_spec.feature_columns()]
     assert (got[AS_OF_COLUMN] == D).all()
     got = got.drop(columns=[AS_OF_COLUMN]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want[got.columns], check_dtype=False, atol=1e-9, rtol=0)
@@ -179,7 +179,7 @@ def test_feature_job_writes_one_staged_file(spark, churn_spec, small_landing, sm
     result = run_feature_job(spark, churn_spec, Path(small_landing.url), small_as_of, tmp_path / "stage")
     assert Path(result.staged_file).parent == tmp_path / "stage"
     assert result.rows > 400
-    assert result.columns == ["customer_id", AS_OF_COLUMN, *feature_columns(churn_spec)]
+    assert result.columns == ["customer_id", AS_OF_COLUMN, *churn_spec.feature_columns()]
 
 
 def test_custom_feature_function_adds_declared_columns(spark, tiny_spec, tmp_path):
@@ -188,7 +188,7 @@ def test_custom_feature_function_adds_declared_columns(spark, tiny_spec, tmp_pat
     data["features"]["custom"] = {"function": "custom_features:late_night_share", "columns": {"ev_night_share_5d": "share"}}
     spec = UseCaseSpec.model_validate(data)
     got = build_features(spark, spec, Path(landing.url), D).toPandas().set_index("user_id")
-    assert "ev_night_share_5d" in feature_columns(spec)
+    assert "ev_night_share_5d" in spec.feature_columns()
     # u3's two events were at 03:00 and 04:00 UTC; u1's last event at 23:59:59
     assert got.loc["u3", "ev_night_share_5d"] == 1.0
     assert got.loc["u7", "ev_night_share_5d"] == 0.0

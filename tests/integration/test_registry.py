@@ -7,8 +7,9 @@ import joblib
 import numpy as np
 import pytest
 
-from batchml import registry, warehouse
-from batchml.registry import decide
+from batchml import gate, registry
+from batchml import warehouse as wh
+from batchml.gate import decide
 from batchml.specs import UseCaseSpec
 
 pytestmark = pytest.mark.mlflow
@@ -58,13 +59,12 @@ def test_disabled_gate_promotes_without_comparing(churn_spec):
 def test_first_model_becomes_champion_and_loads_back_with_the_same_probabilities(tiny_spec, trained_run):
     import mlflow
 
-    from batchml.pipelines import training as steps
-    from batchml.training import TrainingSet
+    from batchml.datasets import TrainingSet
 
     settings, run = trained_run
     ref = run("first")
-    result = steps.register_and_gate(tiny_spec, settings, ref, "manual__first")
-    assert result["verdict"] == "champion" and result["version"] == 1
+    result = gate.register_and_gate(tiny_spec, settings, ref, "manual__first")
+    assert result.verdict == "champion" and result.version == 1
     client = registry.connect(settings)
     assert registry.resolve_champion(client, "tiny") == 1
 
@@ -75,22 +75,23 @@ def test_first_model_becomes_champion_and_loads_back_with_the_same_probabilities
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)  # probabilities, not class labels
     assert ((got > 0) & (got < 1)).all() and len(np.unique(got)) > 10
 
-    events = warehouse.registry_events(warehouse.create_engine(settings.warehouse_url), "tiny")
+    events = gate.read_events(wh.engine(settings.warehouse_url), "tiny")
     assert [(e["event"], e["model_version"]) for e in events] == [("promoted", 1)]
     version = client.get_model_version("tiny", "1")
     assert version.tags["gate.verdict"] == "champion"
-    run_tags = client.get_run(result["mlflow_run_id"]).data.tags
+    run_tags = client.get_run(result.mlflow_run_id).data.tags
     assert run_tags["batchml.airflow_run_id"] == "manual__first"
     assert run_tags["batchml.data_hash"] == TrainingSet.load(settings.home / "runs" / "first" / "data").lineage["data_hash"]
     assert run_tags["batchml.spec_sha256"] == tiny_spec.sha256
 
 
 def test_a_worse_model_never_replaces_the_champion(tiny_spec, trained_run):
-    from batchml.pipelines import training as steps
-    from batchml.training import TrainingSet, fit_candidate
+    from batchml.datasets import TrainingSet
+    from batchml.evaluation import evaluate
+    from batchml.models import fit_candidate
 
     settings, run = trained_run
-    steps.register_and_gate(tiny_spec, settings, run("good"), "manual__good")
+    gate.register_and_gate(tiny_spec, settings, run("good"), "manual__good")
     ref = run("worse")
     # deliberately worse: a logistic regression trained on shuffled labels
     folder = settings.home / "runs" / "worse"
@@ -98,33 +99,65 @@ def test_a_worse_model_never_replaces_the_champion(tiny_spec, trained_run):
     ts.frames["train"]["label"] = np.random.default_rng(0).permutation(ts.frames["train"]["label"].to_numpy())
     baseline = next(c for c in tiny_spec.training.candidates if c.kind == "logistic_regression")
     joblib.dump(fit_candidate(baseline, {}, ts, 0, 10), folder / "selected.joblib")
-    ref = steps.evaluate(tiny_spec, settings, ref)
-    result = steps.register_and_gate(tiny_spec, settings, ref, "manual__worse")
-    assert result["verdict"] in ("challenger", "rejected")
+    ref = evaluate(tiny_spec, ref)
+    result = gate.register_and_gate(tiny_spec, settings, ref, "manual__worse")
+    assert result.verdict in ("challenger", "rejected")
+    # the card flags a model below the untuned references (here: all of them, on the test split)
+    html = open(result.model_card).read()
+    assert "The new model is below an untuned reference" in html
+    for name in ("xgboost (untuned)", "lightgbm (untuned)"):
+        assert re.search(re.escape(name) + r" 0\.[67]\d{3}", html), name
     client = registry.connect(settings)
     assert registry.resolve_champion(client, "tiny") == 1  # unchanged
-    events = warehouse.registry_events(warehouse.create_engine(settings.warehouse_url), "tiny")
+    events = gate.read_events(wh.engine(settings.warehouse_url), "tiny")
     assert events[-1]["model_version"] == 2 and events[-1]["event"] in ("challenger", "rejected")
     assert events[-1]["metrics"]["champion"]["roc_auc"] > events[-1]["metrics"]["candidate"]["roc_auc"]
 
 
 def test_model_card_is_self_contained_and_renders(tiny_spec, trained_run):
     import base64
+    import json
 
-    from batchml.pipelines import training as steps
+    from batchml.evaluation import evaluate
 
     settings, run = trained_run
-    result = steps.register_and_gate(tiny_spec, settings, run("card"), "manual__card")
-    html = open(result["model_card"]).read()
+    data = tiny_spec.model_dump()
+    data["card"] = {"intended_use": "Rank users for the retention team's weekly calls.",
+                    "out_of_scope": ["Pricing decisions"], "limitations": ["Trained on synthetic users only"],
+                    "contact": "#ml-tiny"}
+    data["training"].update(fairness={"attributes": ["tier"]}, confidence={"resamples": 200})
+    spec = UseCaseSpec.model_validate(data)
+    ref = evaluate(spec, run("card"))  # the figures of this spec: fairness by tier
+    result = gate.register_and_gate(spec, settings, ref, "manual__card")
+    html = open(result.model_card).read()
     images = re.findall(r'<img src="([^"]+)"', html)
     assert len(images) >= 9  # curves, calibration, lift, SHAP bar/beeswarm, 3 dependence, 2 examples
     for src in images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     for text in ("Gate verdict: champion", "baseline (baseline, logistic regression)", "Data window and lineage",
-                 "shap.TreeExplainer on"):  # the synthetic label has steps and an interaction: trees win
+                 "shap.TreeExplainer on",  # the synthetic label has steps and an interaction: trees win
+                 "Rank users for the retention team", "Pricing decisions", "Trained on synthetic users only",
+                 "ml-platform · #ml-tiny", "95% bootstrap confidence intervals (200 resamples",
+                 "Tuned against untuned references", "a time split is never shuffled into folds",
+                 "<h2>Fairness</h2>", "<code>tier</code>", "band <code>medium</code>"):
         assert text in html, text
-    _render_in_chromium(result["model_card"])
+    evaluation = json.loads((settings.home / "runs" / "card" / "evaluation.json").read_text())
+    low, high = evaluation["intervals"]["models"]["new"]["roc_auc"]
+    assert low < result.test_roc_auc < high and f"[{low:.4f}, {high:.4f}]" in html
+    # the tests' own table: the tuned champion is at least the best untuned reference on the test window
+    references = evaluation["references"]
+    assert references["on"] == "test" and references["below"] == []
+    assert result.test_roc_auc >= max(r["test"]["roc_auc"] for r in references["rows"])
+    groups = {g["group"]: g for g in evaluation["fairness"]["attributes"]["tier"]["groups"]}
+    assert set(groups) == {"free", "paid"} and sum(g["rows"] for g in groups.values()) == evaluation["test_metrics"]["rows"]
+    for g in groups.values():
+        assert f'<td class="l">{g["group"]}</td><td>{g["rows"]:,}</td>' in html
+    client = registry.connect(settings)
+    metrics = client.get_run(result.mlflow_run_id).data.metrics
+    assert metrics["test_roc_auc_ci_low"] == pytest.approx(low)
+    assert "fairness_tier_selection_rate_ratio" in metrics and "untuned_lightgbm_test_roc_auc" in metrics
+    _render_in_chromium(result.model_card)
 
 
 def _render_in_chromium(path: str) -> None:
@@ -154,26 +187,24 @@ def _render_in_chromium(path: str) -> None:
 
 
 def test_model_admin_promotes_and_rolls_back_with_events(tiny_spec, trained_run):
-    from batchml.pipelines import training as steps
-
     settings, run = trained_run
-    steps.register_and_gate(tiny_spec, settings, run("a"), "manual__a")  # v1 champion
+    gate.register_and_gate(tiny_spec, settings, run("a"), "manual__a")  # v1 champion
     ref = run("b")
-    result = steps.register_and_gate(tiny_spec, settings, ref, "manual__b")  # v2: same data, so not by the margin
-    assert result["verdict"] == "challenger"
+    result = gate.register_and_gate(tiny_spec, settings, ref, "manual__b")  # v2: same data, so not by the margin
+    assert result.verdict == "challenger"
     client = registry.connect(settings)
     assert registry.alias_version(client, "tiny", registry.CHALLENGER) == 2
 
-    out = steps.admin_action(tiny_spec, settings, "promote", 2, "business asked for v2", "alice", "manual__admin1")
-    assert (out["champion"], out["previous_champion"]) == (2, 1)
+    out = gate.admin_action(tiny_spec, settings, "promote", 2, "business asked for v2", "alice", "manual__admin1")
+    assert (out.champion, out.previous_champion) == (2, 1)
     assert registry.alias_version(client, "tiny", registry.CHALLENGER) is None  # the challenger is now champion
-    out = steps.admin_action(tiny_spec, settings, "rollback", None, "v2 misbehaves", "bob", "manual__admin2")
-    assert (out["champion"], out["previous_champion"]) == (1, 2)
-    events = warehouse.registry_events(warehouse.create_engine(settings.warehouse_url), "tiny")
+    out = gate.admin_action(tiny_spec, settings, "rollback", None, "v2 misbehaves", "bob", "manual__admin2")
+    assert (out.champion, out.previous_champion) == (1, 2)
+    events = gate.read_events(wh.engine(settings.warehouse_url), "tiny")
     assert [e["event"] for e in events] == ["promoted", "challenger", "promoted_manually", "rolled_back"]
     assert events[-1]["actor"] == "bob" and "v2 misbehaves" in events[-1]["reasons"][0]
 
     with pytest.raises(registry.RegistryError, match="no version 9"):
-        steps.admin_action(tiny_spec, settings, "promote", 9, "typo", "carol", "manual__admin3")
+        gate.admin_action(tiny_spec, settings, "promote", 9, "typo", "carol", "manual__admin3")
     with pytest.raises(registry.RegistryError, match="say why"):
-        steps.admin_action(tiny_spec, settings, "rollback", None, "", "carol", "manual__admin4")
+        gate.admin_action(tiny_spec, settings, "rollback", None, "", "carol", "manual__admin4")

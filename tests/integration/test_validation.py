@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchml.errors import DataValidationError, LandingError
+from batchml.partitions import check_landed as check_partitions_landed
 from batchml.validation import (
     active_population_size,
-    check_partitions_landed,
     feature_suite,
     raise_for_failures,
     raw_suite,
@@ -147,3 +147,87 @@ def test_feature_suite_catches_duplicates_nulls_and_wrong_counts(spark, churn_sp
     }
     with pytest.raises(DataValidationError, match="expect_table_row_count_to_equal"):
         raise_for_failures(report, "fix it")
+
+
+# Every partition a run reads, once per content --------------------------------------------------------------------
+
+
+def _counts(reports) -> dict[str, tuple[int, int]]:
+    return {r.suite.rsplit(".", 1)[-1]: (r.partitions_validated, r.partitions_unchanged) for r in reports}
+
+
+def test_every_partition_read_is_validated_once_per_content(churn_spec, landing_copy, small_as_of, tmp_path):
+    root, cache = Path(landing_copy.url), tmp_path / "cache"
+    first = _counts(validate_raw(churn_spec, root, small_as_of, tmp_path / "gx", "a", cache_root=cache))
+    assert first["transactions"] == (90, 0)  # the whole 90-day window, not only the newest day
+    assert first["customers"][0] == len(landing_copy.landed_days("customers", before=small_as_of))
+    again = _counts(validate_raw(churn_spec, root, small_as_of, tmp_path / "gx", "b", cache_root=cache))
+    assert again == {source: (0, validated + unchanged) for source, (validated, unchanged) in first.items()}
+    # the next day reads one new partition per source; the rest is unchanged
+    nxt = _counts(validate_raw(churn_spec, root, small_as_of + dt.timedelta(days=1), tmp_path / "gx", "c",
+                               cache_root=cache, partitions=None))
+    assert nxt["transactions"] == (1, 89)
+    # a re-delivered file is validated again
+    day = small_as_of - dt.timedelta(days=40)
+    _rewrite(landing_copy, "transactions", day, lambda t: t.slice(0, t.num_rows - 1))
+    changed = _counts(validate_raw(churn_spec, root, small_as_of, tmp_path / "gx", "d", cache_root=cache))
+    assert changed["transactions"] == (1, 89)
+    # so is every partition when the suite changes (here: a new extra expectation in the spec)
+    data = churn_spec.model_dump()
+    data["expectations"]["raw"] = {"transactions": [{"expectation": "expect_column_values_to_not_be_null",
+                                                     "kwargs": {"column": "channel"}}]}
+    stricter = type(churn_spec).model_validate(data)
+    resuite = _counts(validate_raw(stricter, root, small_as_of, tmp_path / "gx", "e", cache_root=cache))
+    assert resuite["transactions"] == (90, 0) and resuite["customers"][0] == 0
+
+
+@pytest.mark.parametrize(("case", "days_back", "fragments"), [
+    ("negative_amount", 30, ["expect_column_values_to_be_between on amount", "sample: [-12.5, -12.5, -12.5]"]),
+    ("duplicate_key", 55, ["expect_column_values_to_be_unique on transaction_id", "4 unexpected"]),
+    ("null_key", 80, ["expect_column_values_to_not_be_null on customer_id", "3 unexpected"]),
+])
+def test_bad_data_in_an_older_partition_is_caught_and_named(case, days_back, fragments, churn_spec, landing_copy,
+                                                             small_as_of, tmp_path):
+    day = small_as_of - dt.timedelta(days=days_back)
+    source, change, _ = BAD_INPUT[case]
+    _rewrite(landing_copy, source, day, change)
+    cache = tmp_path / "cache"
+    for attempt in ("first", "again"):  # a failure is never recorded: every run that reads it fails
+        with pytest.raises(DataValidationError) as err:
+            validate_raw(churn_spec, Path(landing_copy.url), small_as_of, tmp_path / "gx", attempt, cache_root=cache)
+        message = str(err.value)
+        assert f"partition dt={day} of 'transactions': {_partition_file(landing_copy, source, day)}" in message
+        for fragment in fragments:
+            assert fragment in message, message
+
+
+def test_events_outside_their_partition_day_fail_the_raw_check(churn_spec, landing_copy, small_as_of, tmp_path):
+    import datetime
+
+    newest = small_as_of - dt.timedelta(days=1)
+    future = pa.scalar(datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC), pa.timestamp("us", tz="UTC"))
+    _rewrite(landing_copy, "transactions", newest, lambda t: _set(t, "event_ts", pa.array(
+        [future.as_py()] * 2 + t.column("event_ts").to_pylist()[2:], t.schema.field("event_ts").type)))
+    with pytest.raises(DataValidationError) as err:
+        validate_raw(churn_spec, Path(landing_copy.url), small_as_of, tmp_path / "gx", "late")
+    message = str(err.value)
+    assert "event_time_within_partition on event_ts" in message and "2 unexpected" in message
+    assert "2030-01-01T00:00:00+00:00" in message and f"partition dt={newest}" in message
+    # a declared lateness accepts late arrivals (an event of the day before, landed a day late), not the future
+    data = churn_spec.model_dump()
+    data["sources"]["transactions"]["lateness_hours"] = 48
+    lenient = type(churn_spec).model_validate(data)
+    with pytest.raises(DataValidationError, match="event_time_within_partition"):
+        validate_raw(lenient, Path(landing_copy.url), small_as_of, tmp_path / "gx", "late2")
+
+
+def test_a_runaway_key_fails_its_maximum_length(churn_spec, landing_copy, small_as_of, tmp_path):
+    newest = small_as_of - dt.timedelta(days=1)
+    huge = "C" * 5_000_001
+    _rewrite(landing_copy, "transactions", newest, lambda t: _set(t, "transaction_id", _first_rows(
+        t, "transaction_id", huge, n=1)))
+    with pytest.raises(DataValidationError) as err:
+        validate_raw(churn_spec, Path(landing_copy.url), small_as_of, tmp_path / "gx", "long")
+    message = str(err.value)
+    assert "expect_column_value_lengths_to_be_between on transaction_id" in message and "max_value=256" in message
+    assert len(message) < 20_000, "the message shows a sample, not the 5 MB value"

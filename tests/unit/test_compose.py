@@ -30,9 +30,12 @@ AIRFLOW_COMPONENTS = {
     "airflow-scheduler": "scheduler",
     "airflow-dag-processor": "dag-processor",
     "airflow-triggerer": "triggerer",
+    "airflow-worker": "celery worker",  # profile celery
 }
 ONE_SHOT = {"minio-init", "airflow-init"}
-EXPECTED_SERVICES = {"postgres", "minio", "mlflow", *ONE_SHOT, *AIRFLOW_COMPONENTS}
+SPARK = {"spark-master", "spark-worker"}
+CELERY_PROFILE = {"redis", "airflow-worker"}
+EXPECTED_SERVICES = {"postgres", "minio", "mlflow", *ONE_SHOT, *AIRFLOW_COMPONENTS, *SPARK, *CELERY_PROFILE}
 EXECUTORS = {"LocalExecutor", "CeleryExecutor", "KubernetesExecutor"}
 # Overrides a deployment would set: the same variable must reach both ends (server and client)
 CUSTOM_ENV = {
@@ -192,7 +195,15 @@ def dockerfile_lines() -> list[str]:
 
 
 def env_example_vars() -> set[str]:
-    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
+    return set(re.findall(r"^#?\s*(_?[A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
+
+
+def script(service: dict) -> str:
+    """The shell script a service runs (entrypoint + command joined)."""
+    parts = []
+    for part in (service.get("entrypoint"), service.get("command")):
+        parts += [part] if isinstance(part, str) else (part or [])
+    return "\n".join(parts)
 
 
 # The file as a whole ----------------------------------------------------------------------------------------------
@@ -253,7 +264,7 @@ def test_every_variable_has_a_default_and_batchml_ones_are_real_settings(raw):
 
 
 def test_credentials_are_never_literal(raw):
-    """Every password, secret or key in an environment comes from a variable (with a local-only default)."""
+    """Every password, secret or key in an environment comes from a variable."""
     for name, service in raw["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if re.search(r"(PASSWORD|SECRET|_KEY|KEY_ID)$", key):
@@ -262,8 +273,10 @@ def test_credentials_are_never_literal(raw):
         raw["x-airflow-env"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"],
         raw["x-airflow-env"]["BATCHML_WAREHOUSE_URL"],
         flags(raw["services"]["mlflow"])["backend-store-uri"],
+        raw["x-airflow-env"]["AIRFLOW__CELERY__BROKER_URL"],
+        raw["x-airflow-env"]["AIRFLOW__CELERY__RESULT_BACKEND"],
     ):
-        assert re.search(r"://\w+:\$\{\w+:-[^}]*\}@", url), f"the password of {url} is not a variable"
+        assert re.search(r"://\w*:\$\{\w+:-[^}]*\}@", url), f"the password of {url} is not a variable"
 
 
 # Airflow ----------------------------------------------------------------------------------------------------------
@@ -473,3 +486,114 @@ def test_default_spark_connection_parses_to_a_spark_master(compose):
     documented = re.search(r"spark%3A%2F%2F[\w.-]+:\d+", COMPOSE.read_text())[0]
     cluster = Connection(conn_id="c", uri=f"spark://{documented}")
     assert f"{cluster.host}:{cluster.port}" == "spark://spark-master:7077"
+
+
+# The file as a whole, continued: variables, images, mounts ----------------------------------------------------------
+
+
+def test_every_variable_is_documented_in_env_example(raw):
+    refs: list[tuple[str, str]] = []
+    render(raw, {}, refs)
+    used = {name for name, _ in refs}
+    missing = used - env_example_vars()
+    assert not missing, f"variables of docker-compose.yaml not in .env.example: {sorted(missing)}"
+
+
+def test_no_password_or_secret_has_a_working_default(raw):
+    """Credentials default to empty, and whatever consumes them refuses an empty one (MinIO keeps its local-only
+    default: its 8+ characters are asserted above)."""
+    defaults = dict(re.findall(r"\$\{(\w+):-([^}$]*)\}", COMPOSE.read_text()))
+    credentials = {name for name in defaults if re.search(r"(PASSWORD|SECRET|SECRET_KEY)$", name)}
+    assert {"SPARK_AUTH_SECRET", "REDIS_PASSWORD", "AIRFLOW__API_AUTH__JWT_SECRET"} <= credentials
+    working = {name: defaults[name] for name in credentials - {"MINIO_ROOT_PASSWORD"} if defaults[name]}
+    assert not working, f"credentials with a working default: {working}"
+    services = raw["services"]
+    for name in ("spark-master", "spark-worker"):
+        assert "${SPARK_AUTH_SECRET:?" in interpolate(script(services[name]), {}), name
+    assert "${REDIS_PASSWORD:?" in interpolate(script(services["redis"]), {})
+    init = interpolate(script(services["airflow-init"]), {})
+    for var in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "_AIRFLOW_WWW_USER_PASSWORD"):
+        assert var in init.split("airflow db migrate")[0], f"airflow-init does not refuse an empty {var}"
+    sql = INIT_SQL.read_text()
+    assert "\\if :missing_password" in sql and "ON_ERROR_STOP on" in sql, "init.sql accepts empty role passwords"
+    for getenv in re.findall(r"^\\getenv\s+(\w+)\s+\w+", sql, re.M):
+        assert f":'{getenv}' = ''" in sql, f"init.sql does not check {getenv}"
+
+
+def test_every_image_is_pinned(compose):
+    for name, service in compose["services"].items():
+        image = service.get("image")
+        assert image and ":" in image, f"{name}: image without a tag"
+        repo, tag = image.rsplit(":", 1)
+        if service.get("build"):
+            assert service["build"]["dockerfile"] == "docker/Dockerfile" and image == "batchml-airflow:local", name
+        else:
+            assert tag != "latest" and re.search(r"\d", tag), f"{name}: {image} is not pinned to a version"
+
+
+def test_mounted_folders_and_files_exist(compose):
+    for name, service in compose["services"].items():
+        for source in mounts(service):
+            if source.startswith("./"):
+                assert (REPO / source).exists(), f"{name} mounts {source}, which does not exist"
+
+
+# Spark cluster and Celery profile (the topology of `bin/stack up [--celery]`) ---------------------------------------
+
+
+def test_spark_cluster_runs_the_pinned_pyspark_with_shared_secret_authentication(raw, pins):
+    from airflow.models.connection import Connection
+
+    services = render(raw, {"SPARK_AUTH_SECRET": "spark-secret-1"})["services"]
+    scheduler = services["airflow-scheduler"]
+    for name in SPARK:
+        spark = services[name]
+        # the batchml image: pyspark from requirements.txt (the Dockerfile reinstalls the pinned full pyspark)
+        assert spark["build"] == scheduler["build"] and spark["image"] == scheduler["image"], name
+        assert spark["environment"]["SPARK_AUTH_SECRET"] == "spark-secret-1", name
+        text = script(spark)
+        assert "spark.authenticate true" in text and "spark.authenticate.secret" in text, name
+        assert "--properties-file" in text and "bin/spark-class" in text, name
+        assert spark.get("healthcheck") and spark.get("restart") == "unless-stopped", name
+    assert "pyspark" in pins and pins["pyspark"].startswith("4.")
+    master, worker = script(services["spark-master"]), script(services["spark-worker"])
+    assert "org.apache.spark.deploy.master.Master" in master and "--port 7077" in master
+    assert "org.apache.spark.deploy.worker.Worker spark://spark-master:7077" in worker
+    # the connection every task uses: this master, this secret
+    conn = Connection(conn_id="batchml_spark", uri=scheduler["environment"]["AIRFLOW_CONN_BATCHML_SPARK"])
+    assert f"{conn.host}:{conn.port}" == "spark://spark-master:7077"
+    assert str(conn.extra_dejson["spark.authenticate"]).lower() == "true"  # the URI form parses it to True
+    assert conn.extra_dejson["spark.authenticate.secret"] == "spark-secret-1"
+    for name in AIRFLOW_COMPONENTS:
+        assert services[name]["depends_on"]["spark-master"]["condition"] == "service_healthy", name
+    # executors see the data lake and the code at the drivers' paths
+    assert mounts(services["spark-worker"])["batchml-data"][0] == scheduler["environment"]["BATCHML_HOME"]
+    assert mounts(services["spark-worker"])["./include"] == mounts(scheduler)["./include"]
+
+
+def test_celery_profile_adds_a_password_protected_broker_and_a_worker(raw, pins):
+    env = {"AIRFLOW_EXECUTOR": "CeleryExecutor", "REDIS_PASSWORD": "redis-secret-2", "AIRFLOW_DB_PASSWORD": "af-3"}
+    services = render(raw, env)["services"]
+    profiled = {name for name, service in services.items() if service.get("profiles")}
+    assert profiled == CELERY_PROFILE and all(services[n]["profiles"] == ["celery"] for n in profiled)
+    assert services["redis"]["environment"]["REDIS_PASSWORD"] == "redis-secret-2"
+    assert "requirepass" in script(services["redis"])
+    for name in AIRFLOW_COMPONENTS:
+        service_env = services[name]["environment"]
+        assert service_env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        broker = urlsplit(service_env["AIRFLOW__CELERY__BROKER_URL"])
+        assert (broker.scheme, broker.hostname, broker.port, broker.password) == (
+            "redis", "redis", 6379, "redis-secret-2"), name
+        backend = urlsplit(service_env["AIRFLOW__CELERY__RESULT_BACKEND"].removeprefix("db+"))
+        assert (backend.username, backend.password, backend.hostname, backend.path) == (
+            "airflow", "af-3", "postgres", "/airflow"), name
+        redis_dep = services[name]["depends_on"]["redis"]
+        assert redis_dep == {"condition": "service_healthy", "required": False}, name
+    assert services["airflow-worker"]["command"] == "celery worker"
+    assert "celery" in " ".join(services["airflow-worker"]["healthcheck"]["test"])
+    assert render(raw, {})["services"]["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    for package in ("apache-airflow-providers-celery", "celery", "redis"):
+        assert package in pins, f"{package} is not pinned in requirements.txt"
+    extras = re.search(r"\[project\.optional-dependencies\](.*?)(\n\[|\Z)", (REPO / "pyproject.toml").read_text(), re.S)
+    assert extras and re.search(r'^celery = \[.*"apache-airflow-providers-celery"', extras[1], re.M)
+

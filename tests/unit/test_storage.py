@@ -77,17 +77,80 @@ def test_failed_publish_leaves_the_previous_partition_intact(tmp_path, monkeypat
     second = tmp_path / "second.parquet"
     pq.write_table(_table(7), second)
 
-    def broken_replace(src, dst):
+    def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", broken_replace)
+    from batchml import storage
+
+    monkeypatch.setattr(os, "link", no_space)
+    monkeypatch.setattr(storage.shutil, "copyfile", no_space)
     with pytest.raises(PublishError, match="previous partition is intact"):
         publish_file(second, target, {"rows": 7})
     monkeypatch.undo()
     assert pq.read_table(target / "part-0.parquet").num_rows == 3
     assert json.loads((target / "_manifest.json").read_text()) == {"rows": 3}
+    assert second.exists(), "the staged file survives, for a retry"
 
 
 def test_single_parquet_file_refuses_ambiguous_staging(tmp_path):
     with pytest.raises(PublishError, match="found 0"):
         single_parquet_file(tmp_path)
+
+
+@pytest.mark.parametrize("crash_at", ["data_moved", "manifest_written", "swapped"])
+def test_a_publish_killed_at_any_step_leaves_data_and_manifest_together(crash_at, tmp_path, monkeypatch):
+    """An injected failure between each pair of steps: readers see the previous data with its manifest, or the new
+    data with its manifest, and no temporary file is ever inside the published folder."""
+    import pyarrow.parquet as pq
+
+    from batchml import storage
+
+    target = tmp_path / "features" / "uc" / "dt=2026-03-01"
+    first = tmp_path / "first.parquet"
+    pq.write_table(_table(3), first)
+    publish_file(first, target, {"rows": 3})
+    second = tmp_path / "second.parquet"
+    pq.write_table(_table(7), second)
+    real_replace, real_swap, real_rmtree = os.replace, storage.swap_in_folder, storage.shutil.rmtree
+
+    def fail(*args, **kwargs):
+        raise OSError(5, f"killed after {crash_at} (injected)")
+
+    if crash_at == "data_moved":  # the data file is in the temporary folder, the manifest not yet
+        monkeypatch.setattr(storage.Path, "write_text", fail)
+    elif crash_at == "manifest_written":  # both are in the temporary folder, not swapped in yet
+        monkeypatch.setattr(storage, "swap_in_folder", fail)
+    else:  # swapped in; the previous folder not yet deleted (a kill, not an exception: nothing cleans up)
+        monkeypatch.setattr(storage.shutil, "rmtree", lambda *a, **k: None)
+    try:
+        publish_file(second, target, {"rows": 7})
+    except PublishError:
+        assert crash_at != "swapped"
+    monkeypatch.undo()
+    rows = pq.read_table(target / "part-0.parquet").num_rows
+    assert (rows, read_manifest(target)) in ((3, {"rows": 3}), (7, {"rows": 7}))
+    assert (rows == 7) == (crash_at == "swapped")
+    assert sorted(p.name for p in target.iterdir()) == ["_manifest.json", "part-0.parquet"]
+    # whatever a killed publish left next to the partition is removed by the next publish
+    third = tmp_path / "third.parquet"
+    pq.write_table(_table(2), third)
+    publish_file(third, target, {"rows": 2})
+    assert sorted(p.name for p in target.parent.iterdir()) == ["dt=2026-03-01"]
+    assert read_manifest(target) == {"rows": 2}
+    assert (real_replace, real_swap, real_rmtree) == (os.replace, storage.swap_in_folder, storage.shutil.rmtree)
+
+
+def test_landing_a_day_replaces_it_whole_whatever_the_files_are_named(tmp_path):
+    import pyarrow.parquet as pq
+
+    landing = Landing(str(tmp_path / "landing"))
+    landing.write_partition_file("src", D, "part-00000.parquet", _table(4))  # e.g. the generator's names
+    landing.write_partition_file("src", D, "part-00001.parquet", _table(6))
+    location, replaced = landing.replace_partition("src", D, _table(5))
+    folder = tmp_path / "landing" / "src" / "dt=2026-03-01"
+    assert replaced == 10 and location == str(folder / "part-0.parquet")
+    assert sorted(p.name for p in folder.iterdir()) == ["part-0.parquet"]
+    assert pq.read_table(folder).num_rows == 5
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["dt=2026-03-01"]  # no temporary folder left
+    _, replaced = landing.replace_partition("src", D + dt.timedelta(days=1), _table(2))  # a new day
+    assert replaced == 0

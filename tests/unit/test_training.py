@@ -1,154 +1,24 @@
-"""Training sets (point in time, split by time, checked) and tuned candidates, on a synthetic lake (no Spark)."""
+"""Tuning: the trial and time budgets hold, every study starts from the known-good settings (so the tuned model
+never scores below the untuned reference on what it tunes on), small random splits tune on folds of the train +
+validation rows, and a time split is never shuffled into folds."""
 
-import datetime as dt
-import re
-import shutil
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from batchml.specs import UseCaseSpec
-from batchml.storage import Landing, feature_partition_dir
-from batchml.training import (
-    LABEL,
-    SPLITS,
-    TrainingDataError,
-    build_training_set,
-    calibrate,
-    label_snapshots,
-    metric_value,
-    snapshot_plan,
-    tune_candidate,
-)
-
-T = dt.date(2026, 6, 1)
+from batchml.datasets import LABEL
+from batchml.metrics import metric_value
+from batchml.models import fit_candidate
+from batchml.specs import CandidateSpec
+from batchml.training import PRESETS, dev_folds, tune_candidate, tuning_folds, untuned_references
+from snapshot_tables import accounts, snapshot_spec, training_set
 
 
-def _with(spec: UseCaseSpec, **training) -> UseCaseSpec:
-    data = spec.model_dump()
-    for key, value in training.items():
-        data["training"][key] = value
-    return UseCaseSpec.model_validate(data)
-
-
-def test_snapshot_plan_is_by_time_with_purge_gaps(churn_spec):
-    plan = snapshot_plan(churn_spec, dt.date(2026, 7, 1))
-    horizon = dt.timedelta(days=churn_spec.label.horizon_days)
-    assert plan["test"][-1] == dt.date(2026, 7, 1) - horizon  # newest label has just matured
-    assert [len(plan[s]) for s in SPLITS] == [8, 2, 2]
-    assert max(plan["train"]) + horizon <= min(plan["valid"])  # no outcome seen in two blocks
-    assert max(plan["valid"]) + horizon <= min(plan["test"])
-    every = sorted(s for name in SPLITS for s in plan[name])
-    assert every == sorted(set(every))
-
-
-def test_without_purge_blocks_are_adjacent(churn_spec):
-    spec = _with(churn_spec, split={"every_days": 7, "train": 3, "validation": 1, "test": 1, "purge": False})
-    plan = snapshot_plan(spec, dt.date(2026, 7, 1))
-    days = [s for name in SPLITS for s in plan[name]]
-    assert all((b - a).days == 7 for a, b in zip(days, days[1:], strict=False))
-
-
-def test_labels_use_the_horizon_window_and_only_events_before_the_training_date(tiny_spec, tmp_path):
-    landing = Landing(str(tmp_path))
-    s = dt.date(2026, 5, 1)
-    t0 = pd.Timestamp(s, tz="UTC")
-    rows = [
-        ("in_first_instant", t0), ("in_last_instant", t0 + pd.Timedelta(days=7) - pd.Timedelta(microseconds=1)),
-        ("at_horizon_end", t0 + pd.Timedelta(days=7)), ("before_snapshot", t0 - pd.Timedelta(seconds=1)),
-    ]
-    schema = pa.schema([("user_id", pa.string()), ("cancelled_ts", pa.timestamp("us", tz="UTC"))])
-    for day in pd.date_range("2026-04-29", "2026-05-20").date:
-        day_rows = [{"user_id": u, "cancelled_ts": ts} for u, ts in rows if ts.date() == day]
-        landing.write_partition_file("cancellations", day, "part-0.parquet", pa.Table.from_pylist(day_rows, schema=schema))
-    got = label_snapshots(tiny_spec, tmp_path, [s], training_date=dt.date(2026, 5, 20))
-    assert sorted(got.user_id) == ["in_first_instant", "in_last_instant"]
-    with pytest.raises(TrainingDataError, match="have not matured"):
-        label_snapshots(tiny_spec, tmp_path, [s], training_date=dt.date(2026, 5, 7))
-
-
-def test_training_set_is_split_by_time_and_records_lineage(tiny_training_set, tiny_spec):
-    ts = tiny_training_set
-    dates = {name: set(ts.frames[name]["as_of_date"]) for name in SPLITS}
-    assert max(dates["train"]) < min(dates["valid"]) and max(dates["valid"]) < min(dates["test"])
-    lin = ts.lineage
-    assert lin["rows"] == {name: len(ts.frames[name]) for name in SPLITS}
-    assert set(lin["partitions"]) == set(SPLITS) and all(p.endswith("part-0.parquet") for p in lin["partitions"]["test"])
-    assert 0.05 < lin["label_rate"]["train"] < 0.5
-    assert len(lin["data_hash"]) == 64
-    assert ts.features[0] == "tier" and ts.categorical == ["tier"]
-
-
-def test_future_label_events_and_future_partitions_do_not_change_an_earlier_training_set(tiny_spec, tiny_lake, tmp_path):
-    """Leakage: events after the training date, or features of later dates, cannot change T's training set."""
-    features_root, raw_root = tiny_lake
-    before = build_training_set(tiny_spec, features_root, raw_root, T)
-    shutil.copytree(features_root, tmp_path / "features")
-    shutil.copytree(raw_root, tmp_path / "landing")
-    landing = Landing(str(tmp_path / "landing"))
-    schema = pa.schema([("user_id", pa.string()), ("cancelled_ts", pa.timestamp("us", tz="UTC"))])
-    everyone = pd.concat(before.frames.values())["user_id"].unique().tolist()
-    for day in (T, T + dt.timedelta(days=3)):  # every user "cancels" at or after T
-        stamp = pd.Timestamp(day, tz="UTC")
-        landing.write_partition_file("cancellations", day, "late.parquet",
-                                     pa.table({"user_id": everyone, "cancelled_ts": pa.array([stamp] * len(everyone), schema.field(1).type)}))
-    later = T + dt.timedelta(days=7)
-    part = feature_partition_dir(tmp_path / "features", tiny_spec.name, later)
-    part.mkdir(parents=True)
-    before.frames["test"].drop(columns=[LABEL]).to_parquet(part / "part-0.parquet")
-    after = build_training_set(tiny_spec, tmp_path / "features", tmp_path / "landing", T)
-    assert after.lineage["data_hash"] == before.lineage["data_hash"]
-    for name in SPLITS:
-        pd.testing.assert_frame_equal(before.frames[name], after.frames[name])
-    # control: the same events one second before T, inside the newest test window, do change it
-    stamp = pd.Timestamp(T, tz="UTC") - pd.Timedelta(seconds=1)
-    landing.write_partition_file("cancellations", T - dt.timedelta(days=1), "early.parquet",
-                                 pa.table({"user_id": everyone, "cancelled_ts": pa.array([stamp] * len(everyone), schema.field(1).type)}))
-    changed = build_training_set(tiny_spec, tmp_path / "features", tmp_path / "landing", T)
-    assert changed.lineage["data_hash"] != before.lineage["data_hash"]
-
-
-@pytest.mark.parametrize(
-    ("damage", "fragment"),
-    [
-        ("too_few_rows", "fewer than training.min_rows"),
-        ("single_class", "single-class label"),
-        ("nan", "NaN or infinite feature values: {'ev_sum_value_2d': 3}"),
-        ("inf", "NaN or infinite feature values: {'ev_max_value_5d': 1}"),
-        ("missing_column", "feature columns ['ev_trend_2d_5d'] are missing"),
-        ("missing_partition", "feature partitions missing for snapshots ['2026-05-25']"),
-    ],
-)
-def test_bad_training_data_fails_clearly(damage, fragment, tiny_spec, tiny_lake, tmp_path):
-    features_root, raw_root = tiny_lake
-    shutil.copytree(features_root, tmp_path / "features")
-    spec = tiny_spec
-    newest = feature_partition_dir(tmp_path / "features", tiny_spec.name, dt.date(2026, 5, 25)) / "part-0.parquet"
-    frame = pd.read_parquet(newest)
-    if damage == "too_few_rows":
-        spec = _with(tiny_spec, min_rows=5000)
-    elif damage == "single_class":
-        shutil.copytree(raw_root, tmp_path / "landing")
-        empty = pa.table({"user_id": pa.array([], pa.string()), "cancelled_ts": pa.array([], pa.timestamp("us", tz="UTC"))})
-        for f in (tmp_path / "landing" / "cancellations").glob("dt=*/*.parquet"):
-            if f.parent.name >= "dt=2026-05-18":  # nobody cancels during the test window
-                pq.write_table(empty, f)
-        raw_root = tmp_path / "landing"
-    elif damage == "nan":
-        frame.loc[:2, "ev_sum_value_2d"] = np.nan
-    elif damage == "inf":
-        frame.loc[0, "ev_max_value_5d"] = np.inf
-    elif damage == "missing_column":
-        frame = frame.drop(columns=["ev_trend_2d_5d"])
-    if damage == "missing_partition":
-        shutil.rmtree(newest.parent)
-    else:
-        frame.to_parquet(newest, index=False)
-    with pytest.raises(TrainingDataError, match=re.escape(fragment)):
-        build_training_set(spec, tmp_path / "features", raw_root, T)
+@pytest.fixture(scope="module")
+def small_table():
+    spec = snapshot_spec()
+    return spec, training_set(spec, accounts(rows=1800, seed=1))
 
 
 def test_tuning_respects_the_trial_budget_and_beats_chance(tiny_training_set, tiny_spec):
@@ -169,25 +39,72 @@ def test_tuning_respects_the_time_budget(tiny_training_set, tiny_spec):
     assert tuned.seconds < 2 + max(t["seconds"] for t in tuned.trials) + 1
 
 
-def test_model_carries_its_preprocessing_and_refuses_missing_columns(tiny_training_set, tiny_spec):
-    base = next(c for c in tiny_spec.training.candidates if c.kind == "logistic_regression")
-    model = tune_candidate(base, tiny_training_set, tiny_spec, trials=2).model
-    test = tiny_training_set.frames["test"]
-    shuffled = test[list(reversed(test.columns))]  # column order does not matter, names do
-    np.testing.assert_allclose(model.predict_proba(test), model.predict_proba(shuffled))
-    unseen = test.copy()
-    unseen["tier"] = "enterprise"  # an unseen category is encoded, not a crash
-    assert np.isfinite(model.predict_proba(unseen)).all()
-    with pytest.raises(Exception, match="lacks the model's feature columns"):
-        model.predict_proba(test.drop(columns=["tenure_days"]))
+def test_a_time_split_tunes_on_its_validation_snapshots_starting_from_the_reference(tiny_training_set, tiny_spec):
+    ts = tiny_training_set
+    assert tuning_folds(tiny_spec, ts) is None  # never shuffled into folds
+    lgbm = next(c for c in tiny_spec.training.candidates if c.kind == "lightgbm")
+    tuned = tune_candidate(lgbm, ts, tiny_spec, trials=4)
+    first = tuned.trials[0]
+    assert first["preset"] == 0 and first["params"] == PRESETS["lightgbm"][0]
+    # the first trial is exactly the untuned reference: the same settings, all 300 trees, scored on validation
+    reference = fit_candidate(CandidateSpec(name="ref", kind="lightgbm"), PRESETS["lightgbm"][0], ts, 42, None)
+    assert reference.info["best_iteration"] == 300
+    assert first["value"] == pytest.approx(metric_value("roc_auc", ts.y("valid"), reference.raw_proba(ts.X("valid"))),
+                                           abs=1e-12)
+    assert tuned.score >= first["value"]
+    assert tuned.model.info["tuned_on"] == "validation"
 
 
-def test_calibration_is_kept_only_when_it_helps(tiny_training_set, tiny_spec):
-    base = next(c for c in tiny_spec.training.candidates if c.kind == "logistic_regression")
-    model = tune_candidate(base, tiny_training_set, tiny_spec, trials=1).model
-    auto = calibrate(model, tiny_training_set, "auto")
-    check = auto.info["calibration_check"]
-    assert (auto.calibrator is not None) == (check["brier_calibrated"] < check["brier_raw"] * 0.995)
-    forced = calibrate(model, tiny_training_set, "isotonic")
-    assert forced.calibrator is not None and forced.info["calibration"] == "isotonic"
-    assert model.calibrator is None and "calibration" not in model.info  # the input model is not changed
+def test_small_random_splits_tune_on_folds_of_train_and_validation_only(small_table):
+    spec, ts = small_table
+    folds = tuning_folds(spec, ts)
+    assert folds is not None and folds.k == spec.training.cv_folds
+    assert len(folds.frame) == len(ts.frames["train"]) + len(ts.frames["valid"])
+    assert not set(folds.frame.account_id) & set(ts.frames["test"].account_id)  # the test split stays out
+    for train_idx, test_idx in folds.splits:  # stratified, disjoint, covering every row once
+        assert not set(train_idx) & set(test_idx)
+        assert abs(folds.frame[LABEL].iloc[test_idx].mean() - folds.frame[LABEL].mean()) < 0.02
+    assert sorted(np.concatenate([t for _, t in folds.splits]).tolist()) == list(range(len(folds.frame)))
+    big = snapshot_spec({"tuning": {"trials": 3, "cv_below_rows": 1000}})
+    assert tuning_folds(big, ts) is None  # as many rows as the limit: one validation split is enough
+    never = snapshot_spec({"tuning": {"cv_below_rows": None}})
+    assert tuning_folds(never, ts) is None
+
+
+def test_tuning_on_folds_never_loses_to_the_untuned_references(small_table):
+    spec, ts = small_table
+    folds = tuning_folds(spec, ts)
+    references = {r["kind"]: r for r in untuned_references(spec, ts, dev_folds(ts, folds.k, folds.seed))}
+    for cand in spec.training.candidates:
+        tuned = tune_candidate(cand, ts, spec, trials=4)
+        reference = references[cand.kind]["cv"]
+        # the first trial is the reference, on the very same folds: the same figure, computed independently
+        assert tuned.trials[0]["value"] == pytest.approx(reference["roc_auc"], abs=1e-12)
+        assert tuned.score >= reference["roc_auc"] and tuned.cv["roc_auc"] == tuned.score
+        assert tuned.model.info["tuned_on"] == f"{folds.k}-fold CV"
+        if cand.kind != "logistic_regression":  # no early stopping on folds: the number of trees is a setting
+            assert all("n_estimators" in t["params"] for t in tuned.trials)
+
+
+def test_a_budget_of_one_trial_is_the_reference(small_table):
+    spec, ts = small_table
+    tuned = tune_candidate(next(c for c in spec.training.candidates if c.kind == "xgboost"), ts, spec, trials=1)
+    assert [t["preset"] for t in tuned.trials] == [0]
+    assert tuned.model.info["params"] == PRESETS["xgboost"][0] and tuned.model.info["best_iteration"] == 299
+
+
+def test_fixed_candidate_settings_win_over_the_presets(small_table):
+    spec, ts = small_table
+    cand = CandidateSpec(name="lgbm", kind="lightgbm", params={"num_leaves": 7})
+    tuned = tune_candidate(cand, ts, spec, trials=1)
+    assert tuned.model.info["params"]["num_leaves"] == 7
+    assert tuned.model.estimator.get_params()["num_leaves"] == 7
+
+
+def test_a_time_split_with_folds_is_refused():
+    from batchml.errors import SpecError
+    from batchml.specs import parse_spec
+
+    path = Path(__file__).parents[1] / "fixtures" / "specs" / "tiny.yaml"
+    with pytest.raises(SpecError, match=r"training\.cv_folds: a time split is never shuffled into folds"):
+        parse_spec(path.read_text() + "training: {cv_folds: 5}\n", path)

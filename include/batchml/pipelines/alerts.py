@@ -9,7 +9,6 @@ go to the task log only. Airflow's own notifiers (SMTP, Slack, ...) can be added
 from __future__ import annotations
 
 import logging
-import os
 
 from airflow.sdk import BaseNotifier
 
@@ -24,7 +23,11 @@ class BatchMLNotifier(BaseNotifier):
     def __init__(self, message: str = "", conn_id: str | None = None):
         super().__init__()
         self.message = message
-        self.conn_id = conn_id if conn_id is not None else os.environ.get("BATCHML_ALERT_CONN_ID") or None
+        if conn_id is None:
+            from batchml.settings import get_settings
+
+            conn_id = get_settings().alert_conn_id
+        self.conn_id = conn_id
 
     def notify(self, context) -> None:
         text = self.message or _default_message(context)

@@ -1,0 +1,256 @@
+"""Training sets: feature snapshots joined with labels that had matured by the training date, checked and split.
+
+Point in time, twice over:
+  * features of snapshot s come from the published partition `features/<use case>/dt=s/` (data before s only);
+  * its label is "an event of the label source in [s, s + horizon)", read only from label events that happened
+    before the training date T, and only snapshots with s + horizon <= T are used, so no label comes from the future.
+The split is strictly by time (`partitions.snapshot_plan`): the oldest snapshots train, the next validate (early
+stopping, tuning), the newest test; a snapshot table with a label column is split at random instead, stratified.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from batchml.errors import BatchMLError
+from batchml.partitions import SPLITS, as_of_timestamp, snapshot_day, snapshot_plan
+from batchml.results import TrainingSetRef
+from batchml.settings import Settings
+from batchml.specs import AS_OF_COLUMN, ColumnLabelSpec, RandomSplitSpec, UseCaseSpec
+from batchml.storage import DATA_FILE, Landing, feature_partition_dir, read_partition
+
+log = logging.getLogger(__name__)
+
+LABEL = "label"
+
+
+class TrainingDataError(BatchMLError):
+    """The training data cannot give an honest model (too few rows, one class, NaN, missing columns, ...)."""
+
+
+# Snapshots and labels --------------------------------------------------------------------------------------------
+
+
+def label_snapshots(
+    spec: UseCaseSpec, raw_root: Path, snapshots: list[dt.date], training_date: dt.date
+) -> pd.DataFrame:
+    """(entity, as_of_date) pairs with a label event in [as_of, as_of + horizon), from events before the training
+    date only. Entities absent from the result have label 0."""
+    import pyarrow.dataset as ds
+
+    horizon = dt.timedelta(days=spec.horizon_days)
+    late = [s for s in snapshots if s + horizon > training_date]
+    if late:
+        raise TrainingDataError(
+            f"labels of snapshots {late} have not matured by the training date {training_date} "
+            f"(horizon {spec.label.horizon_days} days)"
+        )
+    source = spec.label.source
+    ts_col = spec.sources[source].timestamp
+    key = spec.entity.key
+    end = as_of_timestamp(training_date)
+    days = [d for d in Landing(str(raw_root)).landed_days(source, before=training_date) if d >= min(snapshots)]
+    files = [str(p) for d in days for p in (raw_root / source / f"dt={d.isoformat()}").glob("*.parquet")]
+    if not files:
+        return pd.DataFrame({key: pd.Series(dtype="str"), AS_OF_COLUMN: pd.Series(dtype="object")})
+    events = ds.dataset(files, format="parquet").to_table(columns=[key, ts_col], filter=ds.field(ts_col) < end)
+    events = events.to_pandas()
+    hits = []
+    for s in snapshots:
+        start = pd.Timestamp(as_of_timestamp(s))
+        in_window = events[(events[ts_col] >= start) & (events[ts_col] < start + horizon)]
+        hits.append(pd.DataFrame({key: in_window[key].unique(), AS_OF_COLUMN: s}))
+    return pd.concat(hits, ignore_index=True).drop_duplicates()
+
+
+def column_labels(spec: UseCaseSpec, raw_root: Path, snapshot: dt.date) -> pd.DataFrame:
+    """(entity, label) of a `column` label, from the snapshot partition the features of `snapshot` came from.
+
+    Raises TrainingDataError unless the column holds exactly two values, one of them `label.positive`.
+    """
+    label = spec.label
+    assert isinstance(label, ColumnLabelSpec)
+    key = spec.entity.key
+    day = snapshot_day(raw_root, spec, snapshot)
+    table = read_partition(raw_root, spec.entity.source, day, columns=[key, label.column]).to_pandas()
+    where = f"{spec.path or spec.name}: label.column {label.column!r} (snapshot dt={day})"
+    values = table[label.column]
+    if values.isna().any():
+        raise TrainingDataError(f"{where}: {int(values.isna().sum())} rows have no label; drop or fix them")
+    problem = label.problem_with(values.unique())
+    if problem:
+        raise TrainingDataError(f"{where}: {problem}")
+    return pd.DataFrame({key: table[key], LABEL: (values.astype(str) == str(label.positive)).astype("int8")})
+
+
+# Training sets ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingSet:
+    """Feature rows with labels, per split, plus what is needed to reproduce and audit them."""
+
+    frames: dict[str, pd.DataFrame]
+    features: list[str]
+    categorical: list[str]
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f for f in self.features if f not in self.categorical]
+
+    def X(self, split: str) -> pd.DataFrame:
+        return self.frames[split][self.features]
+
+    def y(self, split: str) -> np.ndarray:
+        return self.frames[split][LABEL].to_numpy()
+
+    def save(self, folder: Path) -> None:
+        import json
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, frame in self.frames.items():
+            frame.to_parquet(folder / f"{name}.parquet", index=False)
+        meta = {"features": self.features, "categorical": self.categorical, "lineage": self.lineage}
+        (folder / "training_set.json").write_text(json.dumps(meta, indent=2, default=str))
+
+    @classmethod
+    def load(cls, folder: Path) -> TrainingSet:
+        import json
+
+        meta = json.loads((folder / "training_set.json").read_text())
+        frames = {name: pd.read_parquet(folder / f"{name}.parquet") for name in SPLITS}
+        return cls(frames, meta["features"], meta["categorical"], meta["lineage"])
+
+
+def content_hash(frames: dict[str, pd.DataFrame]) -> str:
+    """A hash of the rows and values of every split (independent of file encoding)."""
+    digest = hashlib.sha256()
+    for name in SPLITS:
+        frame = frames[name]
+        digest.update(name.encode())
+        digest.update(",".join(frame.columns).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _check_frame(spec: UseCaseSpec, name: str, frame: pd.DataFrame, features: list[str], numeric: list[str]) -> None:
+    rows, pos = len(frame), int(frame[LABEL].sum())
+    if rows < spec.training.min_rows:
+        raise TrainingDataError(
+            f"{name} split has {rows} rows, fewer than training.min_rows={spec.training.min_rows}: "
+            "widen the snapshot window (training.split) or check the feature partitions"
+        )
+    if pos < spec.training.min_positives or rows - pos < spec.training.min_positives:
+        raise TrainingDataError(
+            f"{name} split has {pos} positive and {rows - pos} negative labels; each needs at least "
+            f"training.min_positives={spec.training.min_positives} (a single-class label cannot train or test a model)"
+        )
+    values = frame[numeric].to_numpy(dtype="float64", na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        counts = {col: int(n) for col, n in zip(numeric, bad.sum(axis=0), strict=True) if n}
+        raise TrainingDataError(f"{name} split has NaN or infinite feature values: {counts}")
+    nulls = frame[features].isna().sum()
+    if nulls.any():
+        raise TrainingDataError(f"{name} split has missing values: {nulls[nulls > 0].to_dict()}")
+
+
+def random_split(frame: pd.DataFrame, split: RandomSplitSpec) -> dict[str, pd.DataFrame]:
+    """Stratified (by label) random split into train/valid/test with a fixed seed; same input, same rows."""
+    from sklearn.model_selection import train_test_split
+
+    # the feature partition is sorted by key, so the split does not depend on file order
+    rest, test = train_test_split(frame, test_size=split.test, stratify=frame[LABEL], random_state=split.seed)
+    train, valid = train_test_split(rest, test_size=split.validation / (1 - split.test), stratify=rest[LABEL],
+                                    random_state=split.seed + 1)
+    return {"train": train.reset_index(drop=True), "valid": valid.reset_index(drop=True),
+            "test": test.reset_index(drop=True)}
+
+
+def build_training_set(
+    spec: UseCaseSpec, features_root: Path, raw_root: Path, training_date: dt.date
+) -> TrainingSet:
+    """Join the published feature partitions of every planned snapshot with matured labels; check and split."""
+    plan = snapshot_plan(spec, training_date)
+    columns = spec.feature_columns()
+    features = list(columns)
+    categorical = [c for c, kind in columns.items() if kind == "categorical"]
+    numeric = [c for c in features if c not in categorical]
+    key = spec.entity.key
+    all_snapshots = plan.all
+    missing = [s for s in all_snapshots if not (feature_partition_dir(features_root, spec.name, s) / DATA_FILE).exists()]
+    if missing:
+        raise TrainingDataError(
+            f"feature partitions missing for snapshots {[s.isoformat() for s in missing]} under "
+            f"{features_root / spec.name}: run the feature DAG for those dates (the training DAG's "
+            "ensure_feature_snapshots task builds them)"
+        )
+    def read(s: dt.date) -> tuple[pd.DataFrame, str]:
+        path = feature_partition_dir(features_root, spec.name, s) / DATA_FILE
+        frame = pd.read_parquet(path)
+        absent = [c for c in [key, *features] if c not in frame.columns]
+        if absent:
+            raise TrainingDataError(f"{path}: feature columns {absent} are missing; rebuild this partition")
+        frame[AS_OF_COLUMN] = s
+        return frame[[key, AS_OF_COLUMN, *features]], str(path)
+
+    frames: dict[str, pd.DataFrame] = {}
+    partitions: dict[str, list[str]] = {}
+    split = spec.training.split
+    if isinstance(split, RandomSplitSpec):
+        frame, path = read(training_date)
+        joined = frame.merge(column_labels(spec, raw_root, training_date), on=key, how="left")
+        if joined[LABEL].isna().any():
+            raise TrainingDataError(f"{path}: {int(joined[LABEL].isna().sum())} entities have no label row")
+        joined[LABEL] = joined[LABEL].astype("int8")
+        for name, part in random_split(joined, split).items():
+            _check_frame(spec, name, part, features, numeric)
+            frames[name], partitions[name] = part, [path]
+    else:
+        labels = label_snapshots(spec, raw_root, all_snapshots, training_date)
+        labels[LABEL] = 1
+        for name in SPLITS:
+            parts = []
+            for s in plan[name]:
+                frame, path = read(s)
+                parts.append(frame)
+                partitions.setdefault(name, []).append(path)
+            joined = pd.concat(parts, ignore_index=True).merge(labels, on=[key, AS_OF_COLUMN], how="left")
+            joined[LABEL] = joined[LABEL].fillna(0).astype("int8")
+            _check_frame(spec, name, joined, features, numeric)
+            frames[name] = joined
+    lineage = {
+        "training_date": training_date.isoformat(),
+        "split": split.kind,
+        "snapshots": {name: [s.isoformat() for s in plan[name]] for name in SPLITS},
+        "partitions": partitions,
+        "rows": {name: len(f) for name, f in frames.items()},
+        "label_rate": {name: round(float(f[LABEL].mean()), 5) for name, f in frames.items()},
+        "data_hash": content_hash(frames),
+        "horizon_days": spec.horizon_days,
+    }
+    log.info("Training set for %s: %s rows, label rates %s", spec.name, lineage["rows"], lineage["label_rate"])
+    return TrainingSet(frames, features, categorical, lineage)
+
+
+def prepare_training_set(spec: UseCaseSpec, settings: Settings, training_date: dt.date, folder: Path) -> TrainingSetRef:
+    """The training DAG's step: join snapshots with matured labels, check them, split, save into the run folder."""
+    landing = Landing(settings.landing_url)
+    # labels come from the label events, or from the snapshot itself (a label column)
+    label_source = spec.entity.source if spec.horizon_days == 0 else spec.label.source
+    days = {label_source: landing.landed_days(label_source, before=training_date)}
+    raw_root = landing.local_view(days, settings.staging_root / "landing_mirror")
+    ts = build_training_set(spec, settings.features_root, raw_root, training_date)
+    ts.save(folder / "data")
+    lineage = ts.lineage
+    return TrainingSetRef(run_dir=str(folder), training_date=training_date, rows=lineage["rows"],
+                          label_rate=lineage["label_rate"], data_hash=lineage["data_hash"])
