@@ -40,9 +40,21 @@ def test_generate_prints_what_it_landed(tmp_path):
 def test_backfill_runs_each_date_independently(airflow_db, small_landing, small_as_of, tmp_path):
     env = {"BATCHML_HOME": str(tmp_path / "home"), "BATCHML_LANDING_URL": small_landing.url}
     first, last = small_as_of - dt.timedelta(days=1), small_as_of
+    began = dt.datetime.now(dt.UTC)
     done = _cli("backfill", "churn__features", "--from", first.isoformat(), "--to", last.isoformat(), env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 of 2 runs succeeded" in done.stdout
+    # the UI shows each run's real start and duration, not the logical date as its start (months-long runs)
+    import sqlalchemy as sa
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.scalars(sa.select(DagRun).where(DagRun.dag_id == "churn__features",
+                                                       DagRun.start_date >= began)).all()
+    assert {r.logical_date.date() for r in runs} >= {first, last}
+    assert all(r.end_date - r.start_date < dt.timedelta(minutes=30) for r in runs), \
+        [(r.start_date, r.end_date) for r in runs]
     for day in (first, last):
         assert (tmp_path / "home" / "data" / "features" / "churn" / f"dt={day}" / "part-0.parquet").exists()
         assert (tmp_path / "home" / "logs" / "dag-runs" / f"churn__features_{day}.log").exists()

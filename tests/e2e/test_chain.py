@@ -25,7 +25,7 @@ def chain_landing(tmp_path_factory):
     so that the labels of the drifted day mature within it."""
     from batchml.generate import GeneratorConfig, generate
     from batchml.storage import Landing
-    from conftest import DRIFT_START, SMALL_START
+    from sample_data import DRIFT_START, SMALL_START
 
     landing = Landing(str(tmp_path_factory.mktemp("chain") / "landing"))
     generate(GeneratorConfig(customers=900, start=SMALL_START, days=230, seed=13, drift_start=DRIFT_START,

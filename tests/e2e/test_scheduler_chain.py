@@ -1,9 +1,11 @@
 """The scheduler drives the chain on the production-like stack, and independent clients check what it produced.
 
 Data lands in the stack's S3 landing zone; the DAGs are unpaused and driven through Airflow's REST API only (a
-first training run, a backfill of the feature DAG over days after a drift); the scheduler runs everything else:
-scoring and monitoring follow the feature and score assets, monitoring's retrain request starts training, and the
-Spark feature job runs on the stack's Spark cluster. Then: the score table through a plain PostgreSQL connection
+first training run, backfills of the feature DAG); the scheduler runs everything else: scoring and monitoring follow
+the feature and score assets, monitoring's retrain request starts training, and the Spark feature job runs on the
+stack's Spark cluster. The drift is seen a week after it starts; its labels mature a horizon later, so monitoring
+first *schedules* the retraining (status `scheduled` in the monitoring table) and requests it when the feature DAG
+is backfilled on that date. Then: the score table through a plain PostgreSQL connection
 (and the analysts' read-only role), the champion through MLflow's REST API, artifacts and landed files through
 boto3, the Spark application in the master's status page (and the same feature table as `local[*]`), the DAG list
 and a screenshot of the grid in headless Chromium.
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.stack
 
 T = dt.date(2026, 7, 1)
 DRIFT_START = dt.date(2026, 7, 5)
-BACKFILL = (dt.date(2026, 7, 13), dt.date(2026, 7, 14))  # a week into the drift: monitoring asks for a retrain
+DRIFT_SEEN = dt.date(2026, 7, 13)  # a week into the drift: monitoring sees it and schedules a retraining
 CHAIN = ("churn__features", "churn__scoring", "churn__monitoring", "churn__training")
 
 
@@ -76,7 +78,8 @@ def test_the_scheduler_drives_the_chain_and_clients_see_the_results(stack, tmp_p
     started = time.perf_counter()
     with client_env(stack):
         landing = Landing(env["BATCHML_LANDING_URL"])
-        generate(GeneratorConfig(customers=900, start=dt.date(2026, 1, 1), days=200, seed=13,
+        # to 2026-08-15: the 30-day labels of DRIFT_SEEN mature within the data
+        generate(GeneratorConfig(customers=900, start=dt.date(2026, 1, 1), days=227, seed=13,
                                  drift_start=DRIFT_START, drift_strength=2.5), landing)
     api = stack.airflow_api(stack.airflow_token())
     for dag_id in CHAIN:
@@ -98,31 +101,44 @@ def test_the_scheduler_drives_the_chain_and_clients_see_the_results(stack, tmp_p
     assert created.status_code == 200, created.text
     _wait("the first training run", lambda: _finished(_runs(api, "churn__training"), 1), 1500)
 
-    # a backfill of the feature DAG over days after the drift; the scheduler does the rest through assets
-    backfill = api.post("/api/v2/backfills", json={
-        "dag_id": "churn__features", "from_date": f"{BACKFILL[0]}T00:00:00Z", "to_date": f"{BACKFILL[-1]}T00:00:00Z",
-        "max_active_runs": 1, "reprocess_behavior": "completed", "run_backwards": False, "dag_run_conf": {}})
-    assert backfill.status_code == 200, backfill.text
-    _wait("the backfilled feature runs", lambda: _finished(_runs(api, "churn__features"), 2, run_type="backfill"),
-          1500)
-    _wait("scoring of each backfilled day", lambda: _finished(_runs(api, "churn__scoring"), 2,
+    # a backfill of the feature DAG on a day after the drift; the scheduler does the rest through assets
+    def backfill(day: dt.date, count: int) -> list[dict]:
+        answer = api.post("/api/v2/backfills", json={
+            "dag_id": "churn__features", "from_date": f"{day}T00:00:00Z", "to_date": f"{day}T00:00:00Z",
+            "max_active_runs": 1, "reprocess_behavior": "completed", "run_backwards": False, "dag_run_conf": {}})
+        assert answer.status_code == 200, answer.text
+        _wait(f"the backfilled feature run of {day}", lambda: _finished(_runs(api, "churn__features"), count,
+                                                                         run_type="backfill"), 1500)
+        _wait(f"scoring of {day}", lambda: _finished(_runs(api, "churn__scoring"), count,
+                                                     run_type="asset_triggered"), 900)
+        return _wait(f"monitoring of {day}", lambda: _finished(_runs(api, "churn__monitoring"), count,
                                                               run_type="asset_triggered"), 900)
-    monitored = _wait("monitoring of each day", lambda: _finished(_runs(api, "churn__monitoring"), 2,
-                                                                   run_type="asset_triggered"), 900)
+
+    import psycopg
+
+    writer_dsn = env["BATCHML_WAREHOUSE_URL"].replace("postgresql+psycopg://", "postgresql://")
+    backfill(DRIFT_SEEN, 1)
+    with psycopg.connect(writer_dsn) as conn:
+        scheduled = conn.execute("SELECT detail FROM churn_monitoring WHERE as_of_date = %s AND status = 'scheduled' "
+                                 "AND metric = 'retrain_scheduled'", (DRIFT_SEEN,)).fetchone()
+    assert scheduled, "monitoring saw the drift and scheduled a retraining for when its labels mature"
+    retrain_day = dt.date.fromisoformat(scheduled[0].split(";")[0].removeprefix("training_date "))
+    assert retrain_day == DRIFT_SEEN + dt.timedelta(days=30)
+    assert not [r for r in _runs(api, "churn__training") if r["run_type"] == "asset_triggered"], \
+        "no retraining before the drift's labels mature"
+    monitored = backfill(retrain_day, 2)
+    BACKFILL = (DRIFT_SEEN, retrain_day)
     retrained = _wait("the training run monitoring asked for", lambda: _finished(
         _runs(api, "churn__training"), 1, run_type="asset_triggered"), 1500)
     chain_seconds = time.perf_counter() - started
     print(f"\nscheduler chain on the stack: {chain_seconds:.0f} s (data landed, first model, "
-          f"{len(BACKFILL)} backfilled days, scoring, monitoring, retraining)")
+          f"backfilled {', '.join(map(str, BACKFILL))}, scoring, monitoring, retraining)")
     assert monitored and retrained
     events = api.get("/api/v2/assets/events", params={"limit": 100}).json()["asset_events"]
     requests_ = [e for e in events if (e.get("extra") or {}).get("trigger") == "drift"]
     assert requests_ and requests_[0]["extra"]["reason"].startswith("monitoring: "), "a drift request was emitted"
 
     # the score table, through a plain PostgreSQL connection, and the analysts' read-only role
-    import psycopg
-
-    writer_dsn = env["BATCHML_WAREHOUSE_URL"].replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(writer_dsn) as conn:
         per_day = dict(conn.execute("SELECT as_of_date, COUNT(*) FROM churn_scores_champion GROUP BY as_of_date")
                        .fetchall())
@@ -162,7 +178,7 @@ def test_the_scheduler_drives_the_chain_and_clients_see_the_results(stack, tmp_p
     # boto3 on the S3 endpoint: the landed files and the models' artifacts
     s3 = stack.s3()
     bucket, prefix = split_s3_url(env["BATCHML_LANDING_URL"])
-    landed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/transactions/dt=2026-07-13/")
+    landed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/transactions/dt={DRIFT_SEEN}/")
     assert landed.get("KeyCount", 0) >= 1
     art_bucket, art_prefix = split_s3_url(env["BATCHML_MLFLOW_ARTIFACT_ROOT"])
     artifacts = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=art_bucket,
@@ -176,7 +192,7 @@ def test_the_scheduler_drives_the_chain_and_clients_see_the_results(stack, tmp_p
     assert any(name.startswith("churn__features-build_features") for name in apps), apps
     app_id = next(a["id"] for a in status["completedapps"] if a["name"].startswith("churn__features"))
     print(f"Spark application on the master: {app_id}")
-    _same_features_as_local(stack, BACKFILL[0], tmp_path)
+    _same_features_as_local(stack, DRIFT_SEEN, tmp_path)
 
     # what a person sees: the DAG list, and the grid in a browser
     dags = {d["dag_id"] for d in api.get("/api/v2/dags", params={"limit": 100}).json()["dags"]}

@@ -198,7 +198,7 @@ def odd_run(tmp_path_factory, mlflow_db_template):
     from batchml.settings import Settings
     from batchml.specs import load_spec
     from batchml.training import train_candidates
-    from conftest import REPO, write_synthetic_lake
+    from sample_data import REPO, write_synthetic_lake
 
     spec = load_spec(REPO / "tests" / "fixtures" / "specs" / "odd.yaml")
     root = tmp_path_factory.mktemp("odd")
