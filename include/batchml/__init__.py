@@ -6,7 +6,8 @@ Modules follow the lifecycle of one use case, from a landed file to a row in the
   storage, partitions      where data lives (landing zone, lake, atomic publish); which partitions a run reads
   generate, fraud_data,    synthetic data sets; a user's own file checked and landed
   ingest
-  features                 the Spark feature job, point in time
+  features, event_features the Spark feature jobs, point in time: a population as of a date; each event as of its
+  sparkconf                own time (an event entity); the Spark settings both share
   validation               Great Expectations suites and their runs (raw data, features, scores)
   datasets, models,        training sets; the model object and its calibration; candidates and tuning
   training

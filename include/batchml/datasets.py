@@ -30,6 +30,8 @@ from batchml.storage import DATA_FILE, Landing, feature_partition_dir, read_part
 log = logging.getLogger(__name__)
 
 LABEL = "label"
+WEIGHT = "weight"
+"""Column of a down-sampled training split: how many rows of the full split each row stands for."""
 
 
 class TrainingDataError(BatchMLError):
@@ -69,6 +71,50 @@ def label_snapshots(
         in_window = events[(events[ts_col] >= start) & (events[ts_col] < start + horizon)]
         hits.append(pd.DataFrame({key: in_window[key].unique(), AS_OF_COLUMN: s}))
     return pd.concat(hits, ignore_index=True).drop_duplicates()
+
+
+def event_labels(spec: UseCaseSpec, raw_root: Path, events: pd.DataFrame, training_date: dt.date) -> np.ndarray:
+    """Event entity: the label (0/1) of each row of `events` (its key and timestamp): 1 when an outcome row of
+    `label.source` refers to it (`label.key`), matches `label.where` and happened in `[t, t + horizon)`; outcome
+    rows on or after the training date are never read. Raises TrainingDataError when a label has not matured
+    (`t + horizon` after the training date): it could still turn positive."""
+    import pyarrow.dataset as ds
+
+    label, key, ts = spec.label, spec.entity.key, spec.event_timestamp
+    horizon = pd.Timedelta(days=label.horizon_days)
+    end = pd.Timestamp(as_of_timestamp(training_date))
+    times = pd.to_datetime(events[ts], utc=True)
+    if len(events) and times.max() + horizon > end:
+        raise TrainingDataError(f"labels of events up to {times.max()} mature {horizon.days} days later, after the "
+                                f"training date {training_date}: train on earlier days")
+    source = spec.sources[label.source]
+    first = times.min().date() if len(events) else training_date
+    days = [d for d in Landing(str(raw_root)).landed_days(label.source, before=training_date) if d >= first]
+    files = [str(p) for d in days for p in (raw_root / label.source / f"dt={d.isoformat()}").glob("*.parquet")]
+    out = np.zeros(len(events), dtype="int8")
+    if not files:
+        return out
+    condition = ds.field(source.timestamp) < end
+    for col, values in label.where.items():
+        condition = condition & ds.field(col).isin(values)
+    rows = ds.dataset(files, format="parquet").to_table(columns=[label.key, source.timestamp],
+                                                        filter=condition).to_pandas()
+    joined = pd.DataFrame({key: events[key].to_numpy(), "__t": times.to_numpy(), "__i": np.arange(len(events))})
+    joined = joined.merge(rows.rename(columns={label.key: key, source.timestamp: "__o"}), on=key)
+    within = (joined["__o"] >= joined["__t"]) & (joined["__o"] < joined["__t"] + horizon)
+    out[joined.loc[within, "__i"].unique()] = 1
+    return out
+
+
+def downsample_negatives(frame: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """Every positive row and a seeded `share` of the negative ones, with a `weight` column (1 for positives,
+    1 / share for negatives) so that weighted sums (the fit's loss, the base rate) are those of the full split."""
+    negatives = frame.index[frame[LABEL] == 0]
+    rng = np.random.default_rng(seed)
+    keep = rng.random(len(negatives)) < share
+    out = frame.drop(index=negatives[~keep]).copy()
+    out[WEIGHT] = np.where(out[LABEL] == 1, 1.0, 1.0 / share)
+    return out.reset_index(drop=True)
 
 
 def column_labels(spec: UseCaseSpec, raw_root: Path, snapshot: dt.date) -> pd.DataFrame:
@@ -112,6 +158,11 @@ class TrainingSet:
 
     def y(self, split: str) -> np.ndarray:
         return self.frames[split][LABEL].to_numpy()
+
+    def weights(self, split: str) -> np.ndarray | None:
+        """Row weights of a down-sampled split (`training.negative_sample`), or None: every row weighs 1."""
+        frame = self.frames[split]
+        return frame[WEIGHT].to_numpy(dtype="float64") if WEIGHT in frame.columns else None
 
     def save(self, folder: Path) -> None:
         import json
@@ -186,6 +237,7 @@ def build_training_set(
     categorical = [c for c, kind in columns.items() if kind == "categorical"]
     numeric = [c for c in features if c not in categorical]
     key = spec.entity.key
+    stamp = [spec.event_timestamp] if spec.is_event else []  # an event's time: its label window starts there
     all_snapshots = plan.all
     missing = [s for s in all_snapshots if not (feature_partition_dir(features_root, spec.name, s) / DATA_FILE).exists()]
     if missing:
@@ -197,11 +249,11 @@ def build_training_set(
     def read(s: dt.date) -> tuple[pd.DataFrame, str]:
         path = feature_partition_dir(features_root, spec.name, s) / DATA_FILE
         frame = pd.read_parquet(path)
-        absent = [c for c in [key, *features] if c not in frame.columns]
+        absent = [c for c in [key, *stamp, *features] if c not in frame.columns]
         if absent:
             raise TrainingDataError(f"{path}: feature columns {absent} are missing; rebuild this partition")
         frame[AS_OF_COLUMN] = s
-        return frame[[key, AS_OF_COLUMN, *features]], str(path)
+        return frame[[key, AS_OF_COLUMN, *stamp, *features]], str(path)
 
     frames: dict[str, pd.DataFrame] = {}
     partitions: dict[str, list[str]] = {}
@@ -215,6 +267,17 @@ def build_training_set(
         for name, part in random_split(joined, split).items():
             _check_frame(spec, name, part, features, numeric)
             frames[name], partitions[name] = part, [path]
+    elif spec.is_event:
+        for name in SPLITS:
+            parts = []
+            for s in plan[name]:
+                frame, path = read(s)
+                parts.append(frame)
+                partitions.setdefault(name, []).append(path)
+            joined = pd.concat(parts, ignore_index=True)
+            joined[LABEL] = event_labels(spec, raw_root, joined, training_date)
+            _check_frame(spec, name, joined, features, numeric)
+            frames[name] = joined
     else:
         labels = label_snapshots(spec, raw_root, all_snapshots, training_date)
         labels[LABEL] = 1
@@ -228,13 +291,22 @@ def build_training_set(
             joined[LABEL] = joined[LABEL].fillna(0).astype("int8")
             _check_frame(spec, name, joined, features, numeric)
             frames[name] = joined
+    sampled = spec.training.negative_sample
+    if sampled is not None:
+        full = frames["train"]
+        frames["train"] = downsample_negatives(full, sampled, spec.training.tuning.seed)
+        log.info("Train split down-sampled: %d of %d negative rows kept (weight %.1f)",
+                 int((frames["train"][LABEL] == 0).sum()), int((full[LABEL] == 0).sum()), 1 / sampled)
     lineage = {
         "training_date": training_date.isoformat(),
         "split": split.kind,
         "snapshots": {name: [s.isoformat() for s in plan[name]] for name in SPLITS},
         "partitions": partitions,
         "rows": {name: len(f) for name, f in frames.items()},
-        "label_rate": {name: round(float(f[LABEL].mean()), 5) for name, f in frames.items()},
+        # weighted: a down-sampled train split shows the rate of the rows it stands for
+        "label_rate": {name: round(float(np.average(f[LABEL], weights=f[WEIGHT] if WEIGHT in f else None)), 5)
+                       for name, f in frames.items()},
+        "negative_sample": sampled,
         "data_hash": content_hash(frames),
         "horizon_days": spec.horizon_days,
     }

@@ -27,6 +27,7 @@ from batchml.metrics import (
     group_rates,
     headline,
     metric_value,
+    rule_scores,
     segment_table,
 )
 from batchml.models import BatchModel
@@ -42,8 +43,10 @@ log = logging.getLogger(__name__)
 # Plots -------------------------------------------------------------------------------------------------------------
 
 
-def plot_curves(y: np.ndarray, scores: dict[str, np.ndarray], folder: Path) -> dict[str, Path]:
-    """ROC and precision-recall curves of several models on the same rows."""
+def plot_curves(y: np.ndarray, scores: dict[str, np.ndarray], folder: Path,
+                budget_points: dict[str, tuple[float, float]] | None = None) -> dict[str, Path]:
+    """ROC and precision-recall curves of several models on the same rows; `budget_points`: each model's (recall,
+    precision) at the daily alert budget, marked on its precision-recall curve."""
     from sklearn.metrics import precision_recall_curve, roc_curve
 
     plt = pyplot()
@@ -53,6 +56,9 @@ def plot_curves(y: np.ndarray, scores: dict[str, np.ndarray], folder: Path) -> d
         a.plot(fpr, tpr, label=f"{name} (AUC {metric_value('roc_auc', y, p):.3f})")
         prec, rec, _ = precision_recall_curve(y, p)
         b.plot(rec, prec, label=f"{name} (AP {metric_value('pr_auc', y, p):.3f})")
+    for i, (name, (recall, precision)) in enumerate((budget_points or {}).items()):
+        b.scatter([recall], [precision], marker="o", color=f"C{i}", zorder=3,
+                  label=f"{name} at the alert budget (recall {recall:.2f}, precision {precision:.2f})")
     a.plot([0, 1], [0, 1], ls=":", c="grey")
     a.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (test window)")
     b.axhline(float(np.mean(y)), ls=":", c="grey", label="base rate")
@@ -96,6 +102,25 @@ def _read_json(path: Path) -> Any:
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str))
+
+
+def window_metrics(spec: UseCaseSpec, frame: pd.DataFrame, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """The test-window metrics of one model's scores: the headline metrics, and those at the daily alert budget when
+    the spec sets `training.alert_budget` (days: the feature partition each row comes from)."""
+    from batchml.specs import AS_OF_COLUMN
+
+    budget = spec.training.alert_budget
+    days = frame[AS_OF_COLUMN].astype(str).to_numpy() if budget is not None else None
+    return headline(y, p, days, budget)
+
+
+def rule_baselines(spec: UseCaseSpec, frame: pd.DataFrame, y: np.ndarray) -> dict[str, dict]:
+    """Each rule of `training.rules` scored on the test window: {name: {"scores", "test"}}."""
+    out = {}
+    for name, rule in spec.training.rules.items():
+        p = rule_scores(frame, rule.above, rule.below, rule.equals, rule.rank_by)
+        out[name] = {"scores": p, "test": window_metrics(spec, frame, y, p)}
+    return out
 
 
 def flag_threshold(spec: UseCaseSpec) -> tuple[str, float]:
@@ -203,12 +228,18 @@ def evaluate(spec: UseCaseSpec, selected: SelectedModel) -> EvaluatedModel:
     for cand in summary["candidates"]:
         cand_p = p if cand["name"] == summary["selected"] else \
             joblib.load(folder / f"candidate_{cand['name']}.joblib").predict_proba(test)
-        cand["test"] = headline(y, cand_p)
+        cand["test"] = window_metrics(spec, test, y, cand_p)
         scores[cand["name"]] = cand_p
     baseline = next(c for c in summary["candidates"] if c["name"] == spec.training.baseline)
-    test_metrics = headline(y, p)
+    test_metrics = window_metrics(spec, test, y, p)
+    rules = rule_baselines(spec, test, y)
+    curves = {**scores, **{f"rule {name}": r["scores"] for name, r in rules.items()}}
+    at_budget = {name: (m["recall_at_budget"], m["precision_at_budget"]) for name, m in
+                 [*((c["name"], c["test"]) for c in summary["candidates"]),
+                  *((f"rule {n}", r["test"]) for n, r in rules.items())] if "recall_at_budget" in m}
     deciles = decile_table(y, p)
-    plots = {**plot_curves(y, scores, plots_dir), **plot_calibration(y, p, plots_dir), **plot_lift(deciles, plots_dir)}
+    plots = {**plot_curves(y, curves, plots_dir, at_budget), **plot_calibration(y, p, plots_dir),
+             **plot_lift(deciles, plots_dir)}
     started = time.perf_counter()
     explanation = explain(model, test, plots_dir, spec.training.shap_sample)
     plots.update(explanation.plots)
@@ -223,6 +254,8 @@ def evaluate(spec: UseCaseSpec, selected: SelectedModel) -> EvaluatedModel:
         "selected": summary["selected"],
         "test_metrics": test_metrics,
         "baseline": {"name": baseline["name"], "test_metrics": baseline["test"]},
+        "rules": {name: r["test"] for name, r in rules.items()},
+        "alert_budget": spec.training.alert_budget,
         "intervals": intervals,
         "ece": expected_calibration_error(y, p),
         "deciles": deciles.to_dict("records"),

@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from batchml.errors import LandingError, SpecError
-from batchml.partitions import as_of_timestamp
 from batchml.specs import AS_OF_COLUMN
 from batchml.specs.events import HOUR_OF_DAY, EventFeaturesSpec, EventOutcomeLabelSpec, HistorySpec
 from batchml.storage import partition_name
@@ -70,6 +69,12 @@ EVENT_JOB_CONFS = {
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
+def as_of_timestamp(day: dt.date) -> dt.datetime:
+    """Midnight UTC at the start of `day` (batchml.partitions.as_of_timestamp; not imported: partitions plans its
+    reads with this module)."""
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
 def _us(t: dt.datetime) -> int:
     """Microseconds since the epoch (exact, no float rounding)."""
     return (t - _EPOCH) // US
@@ -89,7 +94,7 @@ class EventSource:
     @classmethod
     def of(cls, spec: UseCaseSpec, name: str) -> EventSource:
         """Source `name` of a spec, read with its declared schema."""
-        from batchml.features import SPARK_TYPES
+        from batchml.sparkconf import SPARK_TYPES
 
         src = spec.sources[name]
         ddl = ", ".join(f"`{c}` {SPARK_TYPES[col.type]}" for c, col in src.columns.items())
@@ -277,7 +282,7 @@ class EventFeatureJob:
     def build(self, spark: SparkSession) -> DataFrame:
         from pyspark.sql import functions as F
 
-        from batchml.features import RUNTIME_CONFS
+        from batchml.sparkconf import RUNTIME_CONFS
 
         for k, v in {**RUNTIME_CONFS, **EVENT_JOB_CONFS}.items():
             spark.conf.set(k, v)
@@ -476,7 +481,7 @@ def read_events(spark: SparkSession, raw_root: Path, source: EventSource, days: 
         raise LandingError(
             f"{len(missing)} partition(s) of {source.name!r} needed by the event feature job have not landed, "
             f"e.g. {missing[0]}. Land them (or backfill the ingestion), then clear the task.")
-    from batchml.features import PARQUET_READ_OPTIONS
+    from batchml.sparkconf import PARQUET_READ_OPTIONS
 
     reader = spark.read.options(**PARQUET_READ_OPTIONS)
     if source.schema:

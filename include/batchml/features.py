@@ -32,6 +32,7 @@ from batchml.errors import LandingError, SpecError
 from batchml.partitions import as_of_timestamp, snapshot_day, window_days
 from batchml.results import CheckedFeatures, PublishedFeatures, RawChecked, SnapshotsReady, StagedFeatures
 from batchml.settings import Settings
+from batchml.sparkconf import PARQUET_READ_OPTIONS, RUNTIME_CONFS, SPARK_TYPES  # noqa: F401 - SPARK_TYPES re-exported
 from batchml.specs import AS_OF_COLUMN, AggregateSpec, UseCaseSpec
 from batchml.specs.data import MISSING_SUFFIX
 from batchml.storage import Landing, partition_name
@@ -40,28 +41,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-SPARK_TYPES = {
-    "string": "string",
-    "int": "bigint",
-    "double": "double",
-    "timestamp": "timestamp",
-    "date": "date",
-    "bool": "boolean",
-}
-# Confs applied to every session this package creates or receives (runtime-settable SQL confs only).
-RUNTIME_CONFS = {
-    "spark.sql.session.timeZone": "UTC",
-    # The job reads one folder per day (90 for a 90-day window, every landed day for the population). Above this
-    # many paths Spark lists them with a distributed job of one task per folder: 4 such jobs per run cost seconds
-    # on a small cluster, while the driver lists a few hundred local folders in milliseconds.
-    "spark.sql.sources.parallelPartitionDiscovery.threshold": "1024",
-}
-# Options of every Parquet read. The time-window filters are pushed down to Parquet; with dictionary filtering on,
-# parquet-mr expands the dictionary of the timestamp column of every file (tens of thousands of values, boxed) to
-# test a range it could already test with the min/max statistics, which doubled the scan's CPU time.
-PARQUET_READ_OPTIONS = {"parquet.filter.dictionary.enabled": "false"}
-
 
 # Session confs batchml sets unless the Spark connection (or the caller) sets them; RUNTIME_CONFS always apply.
 DEFAULT_CONFS = {

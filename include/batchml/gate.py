@@ -20,6 +20,7 @@ from typing import Any
 
 from batchml import registry
 from batchml import warehouse as wh
+from batchml.metrics import better
 from batchml.registry import RegistryError
 from batchml.results import AdminResult, EvaluatedModel, GateResult, TrainingRequest
 from batchml.settings import REPO_ROOT, Settings
@@ -99,22 +100,42 @@ def _fairness_floors(spec: UseCaseSpec, fairness: dict | None) -> tuple[list[str
     return failures, passes, checked
 
 
+def _beat_baselines(metrics: list[str], candidate: dict[str, float],
+                    baselines: dict[str, dict[str, float]]) -> tuple[list[str], list[str]]:
+    """(failures, passes) of `gate.beat_baselines`: the new model must be strictly better than every baseline on
+    each metric, on the same test window."""
+    failures, passes = [], []
+    for m in metrics:
+        for name, figures in baselines.items():
+            if m not in figures or m not in candidate:
+                failures.append(f"cannot compare with baseline {name} on {m}: not measured on the test window")
+            elif better(m, candidate[m], figures[m]):
+                passes.append(f"beats baseline {name} on {m} ({candidate[m]:.4f} vs {figures[m]:.4f})")
+            else:
+                failures.append(f"does not beat baseline {name} on {m} ({candidate[m]:.4f} vs {figures[m]:.4f})")
+    return failures, passes
+
+
 def decide(spec: UseCaseSpec, candidate: dict[str, float], champion: dict[str, float] | None,
-           champion_version: int | None, fairness: dict | None = None) -> GateDecision:
-    """Floors first (metric floors, then fairness floors on `fairness`: the evaluate step's fairness figures), then
+           champion_version: int | None, fairness: dict | None = None,
+           baselines: dict[str, dict[str, float]] | None = None) -> GateDecision:
+    """Floors first (metric floors, then fairness floors on `fairness`: the evaluate step's fairness figures, then
+    `gate.beat_baselines` against `baselines`: the logistic baseline's and the rules' test-window metrics), then
     the margin over the champion on the same test window."""
     gate = spec.training.gate
     decision = GateDecision("champion", gate.mode, gate.metric, gate.margin, champion_version=champion_version,
                             candidate_metrics=candidate, champion_metrics=champion or {})
     floor_failures = _validate({m: _threshold(m, threshold=v) for m, v in gate.floors.items()}, candidate, None)
     fair_failures, fair_passes, decision.fairness = _fairness_floors(spec, fairness)
-    if floor_failures or fair_failures:
+    baseline_failures, baseline_passes = _beat_baselines(gate.beat_baselines, candidate, baselines or {})
+    if floor_failures or fair_failures or baseline_failures:
         decision.verdict = "rejected"
-        decision.reasons = [f"misses a floor: {line}" for line in floor_failures] + fair_failures
+        decision.reasons = [f"misses a floor: {line}" for line in floor_failures] + fair_failures + baseline_failures
         return decision
     floors_text = ", ".join(f"{m} {candidate[m]:.4f} vs floor {v}" for m, v in gate.floors.items())
     decision.reasons.append(f"clears the floors ({floors_text})")
     decision.reasons += [f"clears the fairness floor: {line}" for line in fair_passes]
+    decision.reasons += baseline_passes
     if gate.mode == "disabled":
         decision.reasons.append("gate disabled: promoted without comparing with the champion")
         return decision
@@ -237,14 +258,14 @@ def git_commit() -> str:
 def _champion_scores(spec: UseCaseSpec, version: int | None, ts) -> tuple[dict | None, object]:
     """The current champion scored on this run's test window, so that the gate compares like with like:
     (headline metrics, probabilities), or (None, None)."""
-    from batchml.metrics import headline
+    from batchml.evaluation import window_metrics
 
     if version is None:
         return None, None
     try:
         champ = registry.load_batch_model(f"models:/{spec.model_name}/{version}")
         p = champ.predict_proba(ts.frames["test"])
-        return headline(ts.y("test"), p), p
+        return window_metrics(spec, ts.frames["test"], ts.y("test"), p), p
     except Exception as exc:  # noqa: BLE001 - a champion trained on other features cannot be compared
         log.warning("Champion v%s cannot score this test window: %s", version, exc)
         return None, None
@@ -286,7 +307,10 @@ def register_and_gate(spec: UseCaseSpec, settings: Settings, evaluated: Evaluate
 
     champion_version = registry.alias_version(client, model_name, registry.CHAMPION)
     champion_metrics, champion_p = _champion_scores(spec, champion_version, ts)
-    decision = decide(spec, evaluation["test_metrics"], champion_metrics, champion_version, evaluation.get("fairness"))
+    baselines = {f"{evaluation['baseline']['name']} (logistic)": evaluation["baseline"]["test_metrics"],
+                 **{f"rule {name}": figures for name, figures in evaluation.get("rules", {}).items()}}
+    decision = decide(spec, evaluation["test_metrics"], champion_metrics, champion_version, evaluation.get("fairness"),
+                      baselines)
     if champion_version is not None and champion_metrics is None:
         decision.verdict = "challenger" if decision.verdict == "champion" else decision.verdict
         decision.reasons.append(f"champion v{champion_version} could not be scored on this test window: "

@@ -36,13 +36,55 @@ def better(metric: str, a: float, b: float) -> bool:
     return a < b if metric in LOWER_IS_BETTER else a > b
 
 
-def headline(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """Headline metrics plus the base rate and size."""
+def headline(y: np.ndarray, p: np.ndarray, days: np.ndarray | pd.Series | None = None,
+             budget: float | None = None) -> dict[str, float]:
+    """Headline metrics plus the base rate and size; with `budget` and the day of each row (`days`), the metrics
+    at the daily alert budget too (`budget_metrics`)."""
     out = {name: metric_value(name, y, p) for name in HEADLINE}
     out["top_decile_lift"] = out["top_decile_capture"] / 0.1
     out["base_rate"] = float(np.mean(y))
     out["rows"] = int(len(y))
+    if budget is not None and days is not None:
+        out.update(budget_metrics(y, p, days, budget))
     return out
+
+
+def budget_metrics(y: np.ndarray, p: np.ndarray, days: np.ndarray | pd.Series, share: float) -> dict[str, float]:
+    """How a team with a fixed daily review budget fares: each day, the ceil(share x day's rows) highest scores are
+    alerted (ties broken by row order, as a stable sort would); `recall_at_budget` = alerted positives / all
+    positives of the window, `precision_at_budget` = alerted positives / alerts, `alerts`, and the lowest alerted
+    score of each day averaged (`budget_threshold`). A window without positives has a recall of 0."""
+    y, p = np.asarray(y), np.asarray(p, dtype="float64")
+    codes = pd.factorize(np.asarray(days))[0]
+    alerted = np.zeros(len(y), dtype=bool)
+    thresholds = []
+    for day in np.unique(codes):
+        idx = np.flatnonzero(codes == day)
+        k = int(np.ceil(share * len(idx) - 1e-9))
+        if k:
+            top = idx[np.argsort(-p[idx], kind="stable")[:k]]
+            alerted[top] = True
+            thresholds.append(float(p[top].min()))
+    hits, positives, alerts = int(y[alerted].sum()), int(y.sum()), int(alerted.sum())
+    return {"recall_at_budget": hits / positives if positives else 0.0,
+            "precision_at_budget": hits / alerts if alerts else 0.0, "alerts": alerts,
+            "budget_threshold": float(np.mean(thresholds)) if thresholds else 1.0}
+
+
+def rule_scores(frame: pd.DataFrame, above: dict[str, float], below: dict[str, float], equals: dict[str, object],
+                rank_by: str | None = None) -> np.ndarray:
+    """Scores of a rule baseline (specs.RuleSpec): rows where every condition holds in [0.5, 1), the others in
+    [0, 0.5), and within each by the percentile rank of `rank_by` (ties without it). Only the order matters: a rule
+    ranks, it does not estimate a probability."""
+    flag = np.ones(len(frame), dtype=bool)
+    for col, value in above.items():
+        flag &= frame[col].to_numpy(dtype="float64") > value
+    for col, value in below.items():
+        flag &= frame[col].to_numpy(dtype="float64") < value
+    for col, value in equals.items():
+        flag &= (frame[col] == value).to_numpy()
+    rank = frame[rank_by].rank(pct=True, method="average").to_numpy() if rank_by else np.full(len(frame), 0.5)
+    return (flag.astype("float64") + 0.999 * rank) / 2
 
 
 def decile_table(y: np.ndarray, p: np.ndarray) -> pd.DataFrame:

@@ -24,6 +24,11 @@ def label_text(spec: UseCaseSpec) -> str:
     if spec.horizon_days == 0:
         return (f"{label.name} = column {label.column!r} of {spec.entity.source} equals {label.positive!r}; "
                 f"rows split at random (stratified, seed {spec.training.split.seed})")
+    if spec.is_event:
+        where = "; ".join(f"{col} in {values}" for col, values in label.where.items())
+        return (f"{label.name} = a row of {label.source} referring to the {spec.entity.source} event "
+                f"({label.key}){f' with {where}' if where else ''} within {label.horizon_days} days after it; "
+                f"split by day, every {spec.training.split.every_days} day(s)")
     return f"{label.name} = an event in {label.source} within {label.horizon_days} days after the snapshot date"
 
 
@@ -36,7 +41,8 @@ def _cv_rows(evaluation: dict, summary: dict) -> list[dict]:
     selected, baseline = summary["selected"], evaluation["baseline"]["name"]
     rows = []
     for name, cv in evaluation.get("cross_validation", {}).items():
-        role = "new model, tuned" if name == selected else ("baseline, tuned" if name == baseline else "tuned")
+        role = ("new model and baseline, tuned" if name == selected == baseline else "new model, tuned"
+                if name == selected else "baseline, tuned" if name == baseline else "tuned")
         rows.append({"name": f"{name} ({role})", "selected": name == selected, "tuned": True, **cv})
     for ref in evaluation.get("references", {}).get("rows", []):
         if "cv" in ref:

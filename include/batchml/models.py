@@ -162,29 +162,31 @@ def fit_candidate(cand: CandidateSpec, params: dict, ts: TrainingSet, seed: int,
     X_valid = prep.transform(ts.X("valid"))
     est = estimator(cand, params, seed, early_stopping, len(X_train))
     y_train, y_valid = ts.y("train"), ts.y("valid")
+    # down-sampled negatives weigh 1 / share (datasets.downsample_negatives): the fit sees the real class balance
+    w = ts.weights("train")
     info: dict[str, Any] = {"candidate": cand.name, "kind": cand.kind, "params": {**cand.params, **params},
-                            "early_stopping": early_stopping}
+                            "early_stopping": early_stopping, "weighted": w is not None}
     if cand.kind == "xgboost":
         if early_stopping is None:
-            est.fit(X_train, y_train, verbose=False)
+            est.fit(X_train, y_train, sample_weight=w, verbose=False)
             info["best_iteration"] = int(est.get_booster().num_boosted_rounds()) - 1  # 0-based, all trees
         else:
-            est.fit(X_train, y_train, eval_set=[(X_valid, y_valid)], verbose=False)
+            est.fit(X_train, y_train, sample_weight=w, eval_set=[(X_valid, y_valid)], verbose=False)
             info["best_iteration"] = int(est.best_iteration)
     elif cand.kind == "lightgbm":
         if early_stopping is None:
-            est.fit(X_train, y_train)
+            est.fit(X_train, y_train, sample_weight=w)
             info["best_iteration"] = int(est.n_estimators)  # 1-based, all trees
         else:
             from lightgbm import early_stopping as lgb_early_stopping
 
-            est.fit(X_train, y_train, eval_X=X_valid, eval_y=y_valid,
+            est.fit(X_train, y_train, sample_weight=w, eval_X=X_valid, eval_y=y_valid,
                     callbacks=[lgb_early_stopping(early_stopping, verbose=False)])
             info["best_iteration"] = int(est.best_iteration_ or est.n_estimators)
     else:
-        est.fit(X_train, y_train)
-        # the baseline's exact linear SHAP values are coef x (x - mean of the training inputs)
-        info["input_mean"] = np.asarray(X_train, dtype="float64").mean(axis=0).tolist()
+        est.fit(X_train, y_train, sample_weight=w)
+        # the baseline's exact linear SHAP values are coef x (x - mean of the training inputs, as weighted)
+        info["input_mean"] = np.average(np.asarray(X_train, dtype="float64"), axis=0, weights=w).tolist()
     if cand.kind in ("xgboost", "lightgbm"):
         est.set_params(n_jobs=2)  # scoring may see many more rows than training did
     return BatchModel(cand.kind, Pipeline([("prep", prep), ("model", est)]), ts.features, ts.categorical, info=info)

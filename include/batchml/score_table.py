@@ -3,7 +3,8 @@
 One table per use case (`<use case>_scores` unless the spec names it), keyed by entity, model role and date;
 PostgreSQL partitions it by date, so that a date's rows are replaced by swapping one partition. Two views are the
 analysts' entry points: `<table>_champion` (every date's champion scores) and `<table>_latest` (each entity's
-newest champion score). On PostgreSQL every column carries a COMMENT, and the views are readable by the role named
+newest champion score); with a daily alert budget (`training.alert_budget`, e.g. fraud), `<table>_alerts` holds each
+date's top rows within it, most suspicious first. On PostgreSQL every column carries a COMMENT, and the views are readable by the role named
 in `BATCHML_WAREHOUSE_READER_ROLE`.
 """
 
@@ -227,9 +228,42 @@ def migrations(table: str, columns: list[ScoreColumn]) -> list[wh.Migration]:
                          v2)]
 
 
-def ensure_table(eng, table: str, columns: list[ScoreColumn], reader_role: str | None = None) -> list[str]:
-    """Create or migrate the score table; refuse to write into one whose columns differ from the spec's; let the
-    analysts' role read its views."""
+ALERT_COLUMNS = ("alert_rank", "day_rows")
+"""Columns the alerts view adds in front of the champion view's: the row's rank among its date's champion scores
+(1 = most suspicious) and how many rows that date has."""
+
+
+def alerts_view(conn, table: str, columns: list[ScoreColumn], budget: float) -> None:
+    """(Re)create `<table>_alerts`: each date's champion rows within the daily alert budget, the ceil(budget x the
+    date's rows) highest scores (ties broken by key), most suspicious first (`alert_rank`). Recreated whenever the
+    table is ensured, so it always follows the spec's budget; it reads the table only, so migrations of the table
+    leave it valid."""
+    import sqlalchemy as sa
+
+    key = columns[0].name
+    scores = sql_table(table, columns)
+    shown = [c.name for c in view_columns(columns)]
+    day = scores.c.as_of_date
+    ranked = sa.select(
+        *[scores.c[n] for n in shown],
+        sa.func.row_number().over(partition_by=day, order_by=(scores.c.score.desc(), scores.c[key])).label(
+            "alert_rank"),
+        sa.func.count().over(partition_by=day).label("day_rows"),
+    ).where(scores.c.model_role == "champion").subquery("ranked")
+    # rank r is alerted iff r <= ceil(budget x rows) iff r - 1 < budget x rows (no CEIL in every SQLite build)
+    alerts = (sa.select(*[ranked.c[n] for n in (*ALERT_COLUMNS, *shown)])
+              .where(ranked.c.alert_rank - 1 < ranked.c.day_rows * sa.literal(float(budget)))
+              .order_by(ranked.c.as_of_date.desc(), ranked.c.alert_rank))
+    conn.execute(sa.text(f"DROP VIEW IF EXISTS {wh.quote(conn, f'{table}_alerts')}"))
+    wh.create_view(conn, f"{table}_alerts", alerts)
+    wh.comment_on(conn, "VIEW", f"{table}_alerts", f"Each date's champion scores within the daily alert budget (the "
+                                                    f"top {budget:.2%} of the date's rows), most suspicious first.")
+
+
+def ensure_table(eng, table: str, columns: list[ScoreColumn], reader_role: str | None = None,
+                 alert_budget: float | None = None) -> list[str]:
+    """Create or migrate the score table; refuse to write into one whose columns differ from the spec's; with an
+    alert budget (`training.alert_budget`), (re)create the alerts view; let the analysts' role read its views."""
     import sqlalchemy as sa
 
     applied = wh.migrate(eng, migrations(table, columns))
@@ -240,9 +274,13 @@ def ensure_table(eng, table: str, columns: list[ScoreColumn], reader_role: str |
             f"table {table} has columns {existing} but the spec now needs {wanted}; add a migration for the new "
             "columns (see batchml.score_table.migrations) or set scoring.table to a new table"
         )
+    if alert_budget is not None:
+        with eng.begin() as conn:
+            alerts_view(conn, table, columns, alert_budget)
     if reader_role and eng.dialect.name == "postgresql":
         with eng.begin() as conn:
-            views = ", ".join(wh.quote(conn, f"{table}_{v}") for v in ("champion", "latest"))
+            kinds = ("champion", "latest", *(("alerts",) if alert_budget is not None else ()))
+            views = ", ".join(wh.quote(conn, f"{table}_{v}") for v in kinds)
             conn.execute(sa.text(f"GRANT SELECT ON {views} TO {wh.quote(conn, reader_role)}"))
     return applied
 
@@ -308,7 +346,7 @@ def load_staging(spec: UseCaseSpec, settings: Settings, staged: StagedScores, la
     eng = wh.engine(settings.warehouse_url)
     wh.ping(eng)
     columns = score_table_columns(spec)
-    ensure_table(eng, table, columns, settings.warehouse_reader_role)
+    ensure_table(eng, table, columns, settings.warehouse_reader_role, spec.training.alert_budget)
     wh.drop_stale_staging(eng, table, staged.as_of)
     staging = wh.staging_name(table, staged.as_of, label)
     sql_table(staging, columns, keyed=False, day=staged.as_of).create(eng)

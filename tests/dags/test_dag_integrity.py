@@ -45,7 +45,7 @@ def test_dag_file_imports_fast_and_light(dag_file, churn_spec):
     result = _probe(dag_file)
     print(f"\n{dag_file.name}: parsed in {result['seconds'] * 1000:.0f} ms, DAGs {result['dags']}")
     assert result["heavy"] == [], f"dags/{dag_file.name} imports heavy modules at parse time: {result['heavy']}"
-    assert result["seconds"] < 2.0, f"dags/{dag_file.name} took {result['seconds']:.2f} s to parse"
+    # the parse time itself is a benchmark figure (benchmarks/dag_parse.py), not a timed test: it moves with load
     kind = dag_file.stem
     dag_id = churn_spec.dag_id(kind)
     assert dag_id in result["dags"], f"{dag_id} is missing from dags/{dag_file.name}"

@@ -16,8 +16,10 @@ For the run's date **D** (logical date, or the `as_of` param):
 1. `check_raw_landed`: every raw partition the job reads has landed (S3 landing zones are mirrored locally).
 2. `validate_raw`: Great Expectations on every raw partition the job reads that has not passed with the same content
    before (the day that just landed, usually); a failure names the source, the partition, the file and the values.
-3. `build_features`: PySpark, point in time: only data strictly before D 00:00 UTC counts.
-4. `validate_features`: one row per active entity, no nulls, ranges.
+3. `build_features`: PySpark, point in time: only data strictly before D 00:00 UTC counts (an event entity: each
+   event of D-1 from strictly earlier events only).
+4. `validate_features`: one row per active entity (an event entity: per event of the day before D), no nulls,
+   ranges.
 5. `publish_features`: one atomic rename into `features/<use case>/dt=D/`, then an asset event.
 
 A failed check fails the task with the failed expectations listed and a Data Docs link; nothing is published.

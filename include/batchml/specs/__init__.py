@@ -38,6 +38,7 @@ from batchml.specs.events import (
 )
 from batchml.specs.loading import Discovery, discover, discover_specs, get_spec, load_spec, parse_spec, spec_files
 from batchml.specs.stages import (
+    BUDGET_METRICS,
     LOWER_IS_BETTER,
     CandidateSpec,
     ConfidenceSpec,
@@ -48,6 +49,7 @@ from batchml.specs.stages import (
     MetricName,
     RandomSplitSpec,
     ReasonCodeSpec,
+    RuleSpec,
     SearchSpace,
     TimeSplitSpec,
     TrainingSpec,
@@ -62,5 +64,5 @@ __all__ = [
     "ReasonCodeSpec", "SearchSpace", "SourceSpec", "TimeSplitSpec", "TrainingSpec", "UseCaseSpec", "WaitSpec", "discover_specs",
     "get_spec", "load_spec", "Discovery", "discover", "parse_spec", "spec_files",
     "CardSpec", "ConfidenceSpec", "FairnessFloorSpec", "FairnessMetric", "FairnessSpec",
-    "EventEntitySpec", "EventFeaturesSpec", "EventOutcomeLabelSpec", "HistorySpec", "LabelRateSpec", "UsualSpec",
+    "BUDGET_METRICS", "RuleSpec", "EventEntitySpec", "EventFeaturesSpec", "EventOutcomeLabelSpec", "HistorySpec", "LabelRateSpec", "UsualSpec",
 ]

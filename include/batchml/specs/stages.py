@@ -10,7 +10,11 @@ from pydantic import Field, Tag, field_validator
 
 from batchml.specs.base import ColumnName, Identifier, Problem, SpecModel, kind_or
 
-MetricName = Literal["roc_auc", "pr_auc", "log_loss", "brier", "top_decile_capture"]
+MetricName = Literal["roc_auc", "pr_auc", "log_loss", "brier", "top_decile_capture", "recall_at_budget",
+                     "precision_at_budget"]
+BUDGET_METRICS = ("recall_at_budget", "precision_at_budget")
+"""Metrics at a daily alert budget (`training.alert_budget`): they need the day of each test row, so they evaluate
+and gate a model but do not tune one."""
 
 
 class WaitSpec(SpecModel):
@@ -159,11 +163,36 @@ class GateSpec(SpecModel):
     """Fairness floors (one mapping or a list): the least disparity ratio (min/max across the groups of a sensitive
     attribute, on the test split) a model must reach, e.g. `{attribute: age_band, metric: selection_rate_ratio,
     min: 0.8}`. The attribute must be listed in `training.fairness.attributes`."""
+    beat_baselines: list[MetricName] = []
+    """Metrics on which the new model must beat the logistic baseline and every rule of `training.rules` on the test
+    window (strictly; e.g. [pr_auc, recall_at_budget]); a model that does not is rejected. Empty: not checked."""
 
     @field_validator("fairness", mode="before")
     @classmethod
     def _one_or_many(cls, v):
         return [v] if isinstance(v, dict) else v
+
+
+class RuleSpec(SpecModel):
+    """A rule baseline, evaluated on the test window next to the model (what a team without a model would run): a
+    row is flagged when every condition holds. Flagged rows rank above the others, and within each group by
+    `rank_by` (highest first), so its PR AUC and its recall at the alert budget are defined."""
+
+    above: dict[ColumnName, float] = {}
+    """Features that must be above a value, e.g. {card_amount_ratio_28d: 3, card_first_merchant_id: 0.5}."""
+    below: dict[ColumnName, float] = {}
+    """Features that must be below a value."""
+    equals: dict[ColumnName, str | float] = {}
+    """Features that must equal a value (a category, or a number)."""
+    rank_by: ColumnName | None = None
+    """Numeric feature ordering the rows within the flagged and the unflagged ones (default: ties)."""
+
+    def problems(self) -> list[Problem]:
+        return [] if (self.above or self.below or self.equals) else [("", "a rule needs a condition (above, below "
+                                                                          "or equals)")]
+
+    def columns(self) -> list[str]:
+        return list(dict.fromkeys([*self.above, *self.below, *self.equals, *([self.rank_by] if self.rank_by else [])]))
 
 
 def _default_candidates() -> list[CandidateSpec]:
@@ -194,6 +223,21 @@ class TrainingSpec(SpecModel):
     min_positives: int = Field(default=20, ge=2)
     """Least positives (and negatives) each of train, validation and test must hold."""
     shap_sample: int = Field(default=2000, ge=100, le=100_000)
+    alert_budget: float | None = Field(default=None, gt=0.0, lt=1.0)
+    """Share of each day's rows analysts can review (e.g. 0.005: the top 0.5% of a day's transactions by score).
+    When set, the test window is also scored as the team works: `recall_at_budget` (share of the window's positives
+    among each day's top rows) and `precision_at_budget` (share of positives among those alerts), per day then
+    summed, usable in `gate.floors`, `gate.metric` and `gate.beat_baselines`. A day of n rows alerts ceil(share * n)
+    rows. The score table then also has the view `<table>_alerts`: each date's top rows within the budget, most
+    suspicious first."""
+    negative_sample: float | None = Field(default=None, gt=0.0, le=1.0)
+    """Share of the negative training rows kept (a seeded sample; positives are all kept), each kept one weighing
+    1 / share in the fit: a rare positive class (fraud) trains on far fewer rows, and the weights put the class
+    balance back, so probabilities stay calibrated to the real base rate (validation and test are never sampled).
+    Unset: every row, weight 1."""
+    rules: dict[Identifier, RuleSpec] = {}
+    """Rule baselines evaluated on the test window beside the logistic baseline (model card, `gate.beat_baselines`),
+    e.g. {unusual_amount_new_merchant: {above: {card_amount_ratio_28d: 3, card_first_merchant_id: 0.5}}}."""
     fairness: FairnessSpec = FairnessSpec()
     confidence: ConfidenceSpec = ConfidenceSpec()
     gate: GateSpec = GateSpec()
@@ -212,6 +256,14 @@ class TrainingSpec(SpecModel):
         if self.cv_folds >= 2 and isinstance(self.split, TimeSplitSpec):
             out.append(("cv_folds", "a time split is never shuffled into folds: remove cv_folds (the test window "
                                     "is the evaluation), or use a random split"))
+        if self.tuning.metric in BUDGET_METRICS:
+            out.append(("tuning.metric", f"{self.tuning.metric} needs the day of each row, which tuning does not "
+                                         "see: tune on pr_auc and gate on the budget metric"))
+        if self.alert_budget is None:
+            used = [("gate.metric", self.gate.metric)] + [("gate.floors", m) for m in self.gate.floors]
+            used += [(f"gate.beat_baselines[{i}]", m) for i, m in enumerate(self.gate.beat_baselines)]
+            out += [(path, f"{m} is measured at training.alert_budget, which is not set")
+                    for path, m in used if m in BUDGET_METRICS]
         for i, floor in enumerate(self.gate.fairness):
             if floor.attribute not in self.fairness.attributes:
                 out.append((f"gate.fairness[{i}].attribute", f"{floor.attribute!r} is not a sensitive attribute; "

@@ -436,6 +436,15 @@ class UseCaseSpec(SpecModel):
             if col not in static:
                 out.append((f"training.segments[{i}]", f"{col!r} is not a static feature; static: {static}"))
         known = self.feature_columns()
+        for name, rule in self.training.rules.items():
+            base = f"training.rules.{name}"
+            numeric = [(f"{base}.{op}.{c}", c) for op in ("above", "below") for c in getattr(rule, op)]
+            numeric += [(f"{base}.rank_by", rule.rank_by)] if rule.rank_by else []
+            for path, col in [*numeric, *((f"{base}.equals.{c}", c) for c in rule.equals)]:
+                if col not in known:
+                    out.append((path, f"{col!r} is not a feature column; features: {', '.join(known)}"))
+                elif known[col] == "categorical" and (path, col) in numeric:
+                    out.append((path, f"{col!r} is categorical: compare it with equals"))
         for i, col in enumerate(self.scoring.columns):
             if col not in known:
                 out.append((f"scoring.columns[{i}]", f"{col!r} is not a feature column; features: {', '.join(known)}"))
