@@ -36,11 +36,11 @@ DAY = dt.date(2026, 7, 1)
 
 def score_batches(rows: int, batch_rows: int = 100_000):
     """Realistic score rows, generated batch by batch (never all in memory)."""
-    from batchml import warehouse as wh
+    from batchml import score_table as st
 
-    columns = wh.score_columns("customer_id", 3, {"plan": "categorical", "region": "categorical",
+    columns = st.score_columns("customer_id", 3, {"plan": "categorical", "region": "categorical",
                                                   "age_band": "categorical"})
-    schema = wh.arrow_schema(columns)
+    schema = st.arrow_schema(columns)
     rng = np.random.default_rng(0)
     features = np.array(["txn_days_since_last", "txn_trend_7d_30d", "tickets_count_30d", "tenure_days", "plan"])
     stamp = pd.Timestamp("2026-07-01T02:00", tz="UTC")
@@ -75,17 +75,18 @@ def publish_pipeline(url: str, rows: int, streamed: bool = False) -> dict:
     synthetic rows costs more than loading them); `streamed` generates them on the fly instead, so that peak memory
     shows what one batch at a time costs.
     """
+    from batchml import score_table as st
     from batchml import warehouse as wh
 
-    columns = wh.score_columns("customer_id", 3, {"plan": "categorical", "region": "categorical",
+    columns = st.score_columns("customer_id", 3, {"plan": "categorical", "region": "categorical",
                                                   "age_band": "categorical"})
     batches = score_batches(rows) if streamed else list(score_batches(rows))
     engine = wh.create_engine(url)
-    wh.ensure_score_table(engine, "bench_scores", columns)
-    staging = wh.staging_table_name("bench_scores", DAY, f"bench-{time.time()}")
-    wh.create_staging_table(engine, staging, columns, DAY)
+    st.ensure_table(engine, "bench_scores", columns)
+    staging = wh.staging_name("bench_scores", DAY, f"bench-{time.time()}")
+    st.sql_table(staging, columns, keyed=False, day=DAY).create(engine)
     t0 = time.perf_counter()
-    loaded = wh.bulk_load(engine, staging, batches, wh.arrow_schema(columns))
+    loaded = wh.bulk_load(engine, staging, batches, st.arrow_schema(columns))
     t1 = time.perf_counter()
     wh.publish_partition(engine, "bench_scores", staging, DAY)
     t2 = time.perf_counter()
@@ -115,9 +116,8 @@ def peak_rss_of_publish(url: str, rows: int) -> float:
 
 def scoring_run(rows: int, url: str, work: Path) -> dict:
     """A whole scoring run for `rows` customers with the demo's champion, step by step."""
-    from batchml import registry
-    from batchml.pipelines import scoring as steps
-    from batchml.scoring import contributions
+    from batchml import registry, score_table, scoring, validation
+    from batchml.results import PinnedVersions
     from batchml.settings import get_settings
     from batchml.specs import get_spec
     from batchml.storage import feature_partition_file
@@ -150,26 +150,26 @@ def scoring_run(rows: int, url: str, work: Path) -> dict:
     model.predict_proba(big)
     predict_all = time.perf_counter() - t0
     t0 = time.perf_counter()
-    contributions(model, X.head(20_000))
+    model.contributions(X.head(20_000))
     exact_20k = time.perf_counter() - t0
     approx_100k = None
     if model.kind == "xgboost":
         t0 = time.perf_counter()
-        contributions(model, X, approximate=True)
+        model.contributions(X, approximate=True)
         approx_100k = time.perf_counter() - t0
 
-    pinned = {"model_name": spec.model_name, "champion": champion, "challenger": None}
+    pinned = PinnedVersions(model_name=spec.model_name, champion=champion)
     t0 = time.perf_counter()
-    ref = steps.score_features(spec, settings, DAY, pinned, "bench", "bench")
-    exact_rows = ref["exact_reason_rows"]
-    ref = steps.load_staging(spec, settings, ref, "bench")
-    ref = steps.validate_scores(spec, settings, ref, "bench")
-    out = steps.publish_scores(spec, settings, ref)
+    ref = scoring.score_features(spec, settings, DAY, pinned, "bench", "bench")
+    exact_rows = ref.exact_reason_rows
+    ref = score_table.load_staging(spec, settings, ref, "bench")
+    ref = validation.validate_scores(spec, settings, ref, "bench")
+    out = score_table.publish_scores(spec, settings, ref)
     total = time.perf_counter() - t0
     return {
         "rows": rows, "model": f"{spec.model_name} v{champion} ({model.kind}, {model.info.get('best_iteration')} "
                                 f"iterations, params {model.info.get('params')})",
-        "steps_s": out["seconds"], "total_s": total,
+        "steps_s": out.seconds, "total_s": total,
         "predict_all_rows_s": predict_all,
         "exact_contributions_per_100k_s": exact_20k * 5,
         "exact_for_every_row_estimate_s": exact_20k * 5 * rows / 100_000,
