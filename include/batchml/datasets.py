@@ -267,28 +267,20 @@ def build_training_set(
         for name, part in random_split(joined, split).items():
             _check_frame(spec, name, part, features, numeric)
             frames[name], partitions[name] = part, [path]
-    elif spec.is_event:
-        for name in SPLITS:
-            parts = []
-            for s in plan[name]:
-                frame, path = read(s)
-                parts.append(frame)
-                partitions.setdefault(name, []).append(path)
-            joined = pd.concat(parts, ignore_index=True)
-            joined[LABEL] = event_labels(spec, raw_root, joined, training_date)
-            _check_frame(spec, name, joined, features, numeric)
-            frames[name] = joined
     else:
-        labels = label_snapshots(spec, raw_root, all_snapshots, training_date)
-        labels[LABEL] = 1
+        labels = None
+        if not spec.is_event:
+            labels = label_snapshots(spec, raw_root, all_snapshots, training_date)
+            labels[LABEL] = 1
         for name in SPLITS:
-            parts = []
-            for s in plan[name]:
-                frame, path = read(s)
-                parts.append(frame)
-                partitions.setdefault(name, []).append(path)
-            joined = pd.concat(parts, ignore_index=True).merge(labels, on=[key, AS_OF_COLUMN], how="left")
-            joined[LABEL] = joined[LABEL].fillna(0).astype("int8")
+            snapshots = [read(s) for s in plan[name]]
+            partitions[name] = [path for _, path in snapshots]
+            joined = pd.concat([frame for frame, _ in snapshots], ignore_index=True)
+            if labels is None:  # an event entity: each event's outcome, once matured
+                joined[LABEL] = event_labels(spec, raw_root, joined, training_date)
+            else:
+                joined = joined.merge(labels, on=[key, AS_OF_COLUMN], how="left")
+                joined[LABEL] = joined[LABEL].fillna(0).astype("int8")
             _check_frame(spec, name, joined, features, numeric)
             frames[name] = joined
     sampled = spec.training.negative_sample
