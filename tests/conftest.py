@@ -168,7 +168,8 @@ def s3_env(s3_server, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     bucket = f"landing-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
+    # not boto3.client(): its default session would keep these test keys for every later client in the process
+    boto3.session.Session().client("s3").create_bucket(Bucket=bucket)
     return bucket
 
 

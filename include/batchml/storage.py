@@ -41,7 +41,9 @@ def partition_name(day: dt.date) -> str:
 def s3_client():
     import boto3  # boto3 honours AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_PROFILE, ... from the environment
 
-    return boto3.client("s3")
+    # a new session each time: boto3's default session keeps the first credentials it resolved for the life of the
+    # process, so rotated keys (or another endpoint's) in the environment would be ignored
+    return boto3.session.Session().client("s3")
 
 
 def split_s3_url(url: str) -> tuple[str, str]:

@@ -36,9 +36,14 @@ def client_env(stack):
     keys = [k for k in stack.env if k.startswith(("AWS_", "MLFLOW_"))]
     before = {k: os.environ.get(k) for k in keys}
     os.environ.update({k: stack.env[k] for k in keys})
+    import boto3
+
+    # MLflow's S3 client comes from boto3's default session, which keeps the first keys it resolved in this process
+    boto3.DEFAULT_SESSION = None
     try:
         yield
     finally:
+        boto3.DEFAULT_SESSION = None
         for k, v in before.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -114,9 +114,13 @@ def test_mlflow_refuses_anonymous_calls_and_stores_artifacts_in_s3(stack, monkey
 
     from mlflow import MlflowClient
 
+    import boto3
+
     for key, value in stack.env.items():
         if key.startswith(("MLFLOW_", "AWS_")):
             monkeypatch.setenv(key, value)
+    # MLflow's S3 client comes from boto3's default session, which keeps the first keys it resolved in this process
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     client = MlflowClient(tracking_uri=stack.env["BATCHML_MLFLOW_TRACKING_URI"])
     s3 = stack.s3()
 

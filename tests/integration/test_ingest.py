@@ -110,9 +110,9 @@ def test_a_file_on_s3_lands_in_an_s3_landing_zone(s3_env, telco_spec, telco_fram
     """Both ends over S3 (moto's server over HTTP): the input file and the landing zone."""
     import io
 
-    import boto3
+    from batchml.storage import s3_client
 
-    s3 = boto3.client("s3")
+    s3 = s3_client()
     buffer = io.BytesIO()
     telco_frame.to_parquet(buffer, index=False)
     s3.put_object(Bucket=s3_env, Key="exports/telco.parquet", Body=buffer.getvalue())

@@ -23,7 +23,7 @@ def test_generator_lands_on_s3_and_listing_matches(s3_env, tmp_path):
 
 
 def test_mirror_syncs_by_etag_and_follows_deletions(s3_env, tmp_path, caplog):
-    import boto3
+    from batchml.storage import s3_client
 
     landing = Landing(f"s3://{s3_env}/landing")
     landing.write_partition_file("src", D, "part-0.parquet", pa.table({"a": [1, 2]}))
@@ -37,10 +37,10 @@ def test_mirror_syncs_by_etag_and_follows_deletions(s3_env, tmp_path, caplog):
     assert "(0 files downloaded)" in caplog.text  # unchanged files are not fetched again
 
     landing.write_partition_file("src", D, "part-0.parquet", pa.table({"a": [10, 20, 30]}))  # re-landed
-    boto3.client("s3").delete_object(Bucket=s3_env, Key="landing/src/dt=2026-01-01/part-1.parquet")
+    s3_client().delete_object(Bucket=s3_env, Key="landing/src/dt=2026-01-01/part-1.parquet")
     landing.local_view({"src": [D]}, mirror)
     assert sorted(read_partition(root, "src", D).column("a").to_pylist()) == [10, 20, 30]
 
-    boto3.client("s3").delete_object(Bucket=s3_env, Key="landing/src/dt=2026-01-01/part-0.parquet")
+    s3_client().delete_object(Bucket=s3_env, Key="landing/src/dt=2026-01-01/part-0.parquet")
     landing.local_view({"src": [D]}, mirror)
     assert not (root / "src" / "dt=2026-01-01").exists()

@@ -270,7 +270,7 @@ def test_table_names_from_specs_cannot_inject_sql(tiny_spec):
 
 @pytest.mark.s3
 def test_scores_are_exported_to_s3(tiny_spec, scoring_env, s3_env):
-    import boto3
+    from batchml.storage import s3_client
     import pyarrow.parquet as pq
     from pyarrow import BufferReader
 
@@ -279,7 +279,7 @@ def test_scores_are_exported_to_s3(tiny_spec, scoring_env, s3_env):
     spec = type(tiny_spec).model_validate(data)
     out = score(spec, scoring_env, "export")
     assert out.exported == f"s3://{s3_env}/exports/tiny_scores/dt=2026-05-25/scores.parquet"
-    body = boto3.client("s3").get_object(Bucket=s3_env, Key="exports/tiny_scores/dt=2026-05-25/scores.parquet")["Body"].read()
+    body = s3_client().get_object(Bucket=s3_env, Key="exports/tiny_scores/dt=2026-05-25/scores.parquet")["Body"].read()
     assert pq.read_table(BufferReader(body)).num_rows == 400
 
 

@@ -154,3 +154,16 @@ def test_landing_a_day_replaces_it_whole_whatever_the_files_are_named(tmp_path):
     assert sorted(p.name for p in folder.parent.iterdir()) == ["dt=2026-03-01"]  # no temporary folder left
     _, replaced = landing.replace_partition("src", D + dt.timedelta(days=1), _table(2))  # a new day
     assert replaced == 0
+
+
+def test_s3_client_signs_with_the_keys_in_the_environment_now(monkeypatch):
+    """boto3's default session keeps the first keys it resolved: a client made after the environment changed
+    (another stack, rotated keys) must sign with the new ones."""
+    from batchml.storage import s3_client
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "first-key")
+    assert s3_client()._get_credentials().access_key == "first-key"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "rotated-key")
+    assert s3_client()._get_credentials().access_key == "rotated-key"
