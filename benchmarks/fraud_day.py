@@ -4,7 +4,7 @@ step.
 
     .venv/bin/python benchmarks/fraud_day.py [--transactions 1000000] [--days 46] [--data-dir DIR]
 
-The day, for D = the last generated day (as of D + 1), with docs/examples/fraud.yaml:
+The day, for D = the last generated day (as of D + 1), with specs/fraud.yaml:
   raw checks       Great Expectations on the partitions that landed for D (card_transactions, chargebacks); the
                    earlier partitions the job reads were checked by their own day's run (the raw-check cache)
   spark start      one local[2] session, as a feature task opens
@@ -47,7 +47,7 @@ for _path in (REPO / "include", BENCH):
 from feature_job import Monitor, load_average  # noqa: E402 - after the path setup
 
 RESULTS = REPO / "benchmarks" / "results" / "fraud_day.json"
-SPEC = REPO / "docs" / "examples" / "fraud.yaml"
+SPEC = REPO / "specs" / "fraud.yaml"
 TARGET_S = 180.0
 LABEL = "bench"
 
@@ -61,10 +61,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--data-dir", type=Path, default=REPO / ".local" / "bench" / "fraud")
     p.add_argument("--master", default="local[2]")
+    p.add_argument("--landing", type=Path, default=None,
+                   help="a landing zone batchml.fraud_data already generated (its marker gives the config): reused "
+                        "as it is; the stand-in model is then labelled with its fraud chargebacks")
     return p.parse_args(argv)
 
 
 def command(args) -> str:
+    if args.landing:
+        return shlex.join([".venv/bin/python", "benchmarks/fraud_day.py", "--landing", str(args.landing)])
     return shlex.join([".venv/bin/python", "benchmarks/fraud_day.py", "--transactions", str(args.transactions),
                        "--cards", str(args.cards), "--merchants", str(args.merchants), "--days", str(args.days),
                        "--seed", str(args.seed), "--data-dir", str(args.data_dir)])
@@ -91,6 +96,18 @@ def generate(args):
     from batchml.fraud_data import FraudDataConfig, generate_fraud_data
     from batchml.storage import Landing
 
+    if args.landing:
+        marker = Landing(str(args.landing)).read_marker("_generated_fraud.json")
+        if marker is None:
+            raise SystemExit(f"{args.landing}: no _generated_fraud.json marker; generate it with "
+                             "`batchml generate-fraud --landing DIR ...` or drop --landing")
+        config = {**marker["config"], "start": dt.date.fromisoformat(marker["config"]["start"])}
+        cfg = FraudDataConfig(**{**config, "drift_start": None if config["drift_start"] is None
+                                 else dt.date.fromisoformat(config["drift_start"])})
+        args.transactions = cfg.transactions_per_day
+        print(f"  data: {marker['summary']['rows']['card_transactions']:,} transactions in {cfg.days} days "
+              f"(reused: {args.landing})", flush=True)
+        return cfg, args.landing.parent, args.landing
     cfg = FraudDataConfig(cards=args.cards, merchants=args.merchants, transactions_per_day=args.transactions,
                           days=args.days, seed=args.seed)
     root = args.data_dir / f"t{args.transactions}_c{args.cards}_m{args.merchants}_d{args.days}_s{args.seed}"
@@ -99,11 +116,12 @@ def generate(args):
                                   progress=lambda line: print(f"  generator: {line}", flush=True))
     print(f"  data: {summary.rows['card_transactions']:,} transactions in {args.days} days "
           f"({'reused' if summary.skipped else f'{time.perf_counter() - started:.0f} s'})", flush=True)
-    return cfg, root
+    return cfg, root, root / "landing"
 
 
-def stand_in_model(spec, features_file: Path, truth_dir: Path, seed: int = 0):
-    """XGBoost (batchml.training's first preset) on 200,000 rows of the day, labelled with the ground truth."""
+def stand_in_model(spec, features_file: Path, truth_dir: Path, landing: Path, seed: int = 0):
+    """XGBoost (batchml.training's first preset) on 200,000 rows of the day, labelled with the ground truth (or,
+    for a landing zone generated without it, with the fraud chargebacks landed so far)."""
     import pandas as pd
 
     from batchml.datasets import LABEL as Y
@@ -114,7 +132,16 @@ def stand_in_model(spec, features_file: Path, truth_dir: Path, seed: int = 0):
     from batchml.training import PRESETS
 
     frame = pd.read_parquet(features_file)
-    frame[Y] = frame[spec.entity.key].isin(set(read_truth(truth_dir).transaction_id)).astype("int8")
+    if truth_dir.is_dir():
+        frauds = set(read_truth(truth_dir).transaction_id)
+    else:
+        import pyarrow.dataset as ds
+
+        charged = ds.dataset(landing / "chargebacks", format="parquet", partitioning="hive").to_table().to_pandas()
+        for column, values in spec.label.where.items():  # the spec's label filter: fraud reasons only
+            charged = charged[charged[column].isin(values)]
+        frauds = set(charged.transaction_id)
+    frame[Y] = frame[spec.entity.key].isin(frauds).astype("int8")
     sample = frame.sample(min(len(frame), 200_000), random_state=seed).reset_index(drop=True)
     half = len(sample) // 2
     columns = spec.feature_columns()
@@ -128,16 +155,16 @@ def main(argv=None) -> None:
     from batchml.localpg import LocalPostgres
 
     print(f"Fraud day at {args.transactions:,} transactions a day ({os.cpu_count()} cores)")
-    cfg, root = generate(args)
+    cfg, root, landing = generate(args)
     day = cfg.end
     as_of = day + dt.timedelta(days=1)
     with LocalPostgres() as pg, tempfile.TemporaryDirectory(prefix="fraud-day-") as tmp:
         specs = Path(tmp) / "specs"
         specs.mkdir()
         (specs / "fraud.yaml").write_text(SPEC.read_text())
-        os.environ.update({"BATCHML_HOME": str(Path(tmp) / "home"), "BATCHML_LANDING_URL": str(root / "landing"),
+        os.environ.update({"BATCHML_HOME": str(Path(tmp) / "home"), "BATCHML_LANDING_URL": str(landing),
                            "BATCHML_WAREHOUSE_URL": pg.url, "BATCHML_SPECS_DIR": str(specs)})
-        results = run_day(args, root, day, as_of)
+        results = run_day(args, root, landing, day, as_of)
     results["generator"] = dataclasses.asdict(cfg)
     results.update({"command": command(args), "date": day.isoformat(), "transactions_per_day": args.transactions,
                     "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
@@ -149,7 +176,7 @@ def main(argv=None) -> None:
     print(f"reproduce: {results['command']}\nwritten: {RESULTS.relative_to(REPO)}")
 
 
-def run_day(args, root: Path, day: dt.date, as_of: dt.date) -> dict:
+def run_day(args, root: Path, landing: Path, day: dt.date, as_of: dt.date) -> dict:
     from batchml import score_table, scoring, validation
     from batchml.features import build_feature_partition, local_spark_session, publish_feature_partition
     from batchml.partitions import landed_raw
@@ -182,7 +209,7 @@ def run_day(args, root: Path, day: dt.date, as_of: dt.date) -> dict:
     features_file = feature_partition_file(settings.features_root, spec.name, as_of)
 
     print("  (fitting the stand-in model: not part of the day)", flush=True)
-    model = stand_in_model(spec, features_file, root / "truth")
+    model = stand_in_model(spec, features_file, root / "truth", landing)
     out_dir = settings.staging_root / "scores" / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     pinned = [scoring.PinnedModel("champion", spec.model_name, 1, model)]

@@ -47,6 +47,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate_fraud(args: argparse.Namespace) -> int:
+    from batchml.fraud_data import FraudDataConfig, generate_fraud_data
+    from batchml.settings import get_settings
+    from batchml.storage import Landing
+
+    cfg = FraudDataConfig(cards=args.cards, merchants=args.merchants, transactions_per_day=args.transactions_per_day,
+                          start=args.start, days=args.days, seed=args.seed, fraud_rate=args.fraud_rate,
+                          drift_start=args.drift_start)
+    landing = Landing(args.landing or get_settings().landing_url)
+    summary = generate_fraud_data(cfg, landing, progress=print, force=args.force)
+    state = "reused (same config already landed; --force to rewrite)" if summary.skipped else f"{summary.seconds:.1f} s"
+    print(f"Landed {cfg.start}..{cfg.end} into {landing.url}: {state}")
+    for source, rows in summary.rows.items():
+        print(f"  {source:<18} {rows:>12,} rows")
+    print(f"  fraud: {summary.fraud_transactions:,} transactions ({summary.fraud_rate:.2%}), "
+          f"{summary.fraud_chargebacks:,} of them charged back within the days generated")
+    print(f"Next: airflow dags test fraud__features {cfg.end + dt.timedelta(days=1)}  (scores the transactions of "
+          f"{cfg.end})")
+    return 0
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     from batchml.demo import run_dag
     from batchml.settings import get_settings
@@ -136,6 +157,23 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--landing", default=None, help="landing URL (default: BATCHML_LANDING_URL)")
     gen.add_argument("--force", action="store_true", help="rewrite even if this config was already landed")
     gen.set_defaults(func=cmd_generate)
+
+    fraud = sub.add_parser("generate-fraud", help="land synthetic card-fraud data (cards, merchants, "
+                                                  "card_transactions, chargebacks) for specs/fraud.yaml")
+    from batchml.fraud_data import DEFAULT_CONFIG as FRAUD
+
+    fraud.add_argument("--transactions-per-day", type=int, default=FRAUD.transactions_per_day,
+                       help="scale knob (the benchmark runs 1,000,000)")
+    fraud.add_argument("--cards", type=int, default=FRAUD.cards)
+    fraud.add_argument("--merchants", type=int, default=FRAUD.merchants)
+    fraud.add_argument("--start", type=_date, default=FRAUD.start)
+    fraud.add_argument("--days", type=int, default=FRAUD.days)
+    fraud.add_argument("--seed", type=int, default=FRAUD.seed)
+    fraud.add_argument("--fraud-rate", type=float, default=FRAUD.fraud_rate)
+    fraud.add_argument("--drift-start", type=_date, default=None, help="from this day fraud patterns shift")
+    fraud.add_argument("--landing", default=None, help="landing URL (default: BATCHML_LANDING_URL)")
+    fraud.add_argument("--force", action="store_true", help="rewrite even if this config was already landed")
+    fraud.set_defaults(func=cmd_generate_fraud)
 
     backfill = sub.add_parser("backfill", help="run one DAG for every date of a range with `airflow dags test`")
     backfill.add_argument("dag_id")

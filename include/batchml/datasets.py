@@ -45,7 +45,9 @@ def label_snapshots(
     spec: UseCaseSpec, raw_root: Path, snapshots: list[dt.date], training_date: dt.date
 ) -> pd.DataFrame:
     """(entity, as_of_date) pairs with a label event in [as_of, as_of + horizon), from events before the training
-    date only. Entities absent from the result have label 0."""
+    date only. Entities absent from the result have label 0. For an event entity, the (event, as_of_date) pairs of
+    the positive events of each snapshot (the events of the day before it), by the spec's label: an outcome row
+    matching `label.where` within `horizon_days` of the event's time (`label.event_timestamp`)."""
     import pyarrow.dataset as ds
 
     horizon = dt.timedelta(days=spec.horizon_days)
@@ -59,13 +61,30 @@ def label_snapshots(
     ts_col = spec.sources[source].timestamp
     key = spec.entity.key
     end = as_of_timestamp(training_date)
-    days = [d for d in Landing(str(raw_root)).landed_days(source, before=training_date) if d >= min(snapshots)]
+    # an event entity's snapshot s holds the events of the day before s: its outcomes can land from that day on
+    first = min(snapshots) - dt.timedelta(days=1 if spec.is_event else 0)
+    days = [d for d in Landing(str(raw_root)).landed_days(source, before=training_date) if d >= first]
     files = [str(p) for d in days for p in (raw_root / source / f"dt={d.isoformat()}").glob("*.parquet")]
     if not files:
         return pd.DataFrame({key: pd.Series(dtype="str"), AS_OF_COLUMN: pd.Series(dtype="object")})
+    hits = []
+    if spec.is_event:
+        label = spec.label
+        condition = ds.field(ts_col) < end
+        for col, values in label.where.items():
+            condition = condition & ds.field(col).isin(values)
+        rows = ds.dataset(files, format="parquet").to_table(columns=[label.key, ts_col, label.event_timestamp],
+                                                            filter=condition).to_pandas()
+        event_t, outcome_t = rows[label.event_timestamp], rows[ts_col]
+        rows = rows[(outcome_t >= event_t) & (outcome_t < event_t + horizon)]
+        for s in snapshots:
+            start = pd.Timestamp(as_of_timestamp(s))
+            of_day = rows[(rows[label.event_timestamp] >= start - pd.Timedelta(days=1))
+                          & (rows[label.event_timestamp] < start)]
+            hits.append(pd.DataFrame({key: of_day[label.key].unique(), AS_OF_COLUMN: s}))
+        return pd.concat(hits, ignore_index=True).drop_duplicates()
     events = ds.dataset(files, format="parquet").to_table(columns=[key, ts_col], filter=ds.field(ts_col) < end)
     events = events.to_pandas()
-    hits = []
     for s in snapshots:
         start = pd.Timestamp(as_of_timestamp(s))
         in_window = events[(events[ts_col] >= start) & (events[ts_col] < start + horizon)]

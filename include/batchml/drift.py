@@ -235,6 +235,16 @@ def feature_drift(spec: UseCaseSpec, profile: dict, sample: pd.DataFrame, curren
     result.histograms["score"] = {"kind": "numeric", "edges": profile["score"]["edges"],
                                   "ref": profile["score"]["shares"], "cur": score_cur.tolist()}
     result.figures.append(Figure("mean_score", float(np.mean(scores)), "info"))
+    budget, threshold = spec.training.alert_budget, profile["test_metrics"].get("budget_threshold")
+    if budget is not None and threshold is not None:
+        # a fixed budget alerts the same share every day whatever the scores do; the share above the threshold
+        # the model alerted at on its test days is what moves when scores (or fraud) shift
+        rate, ratio = float(np.mean(scores >= threshold)), mon.alert_rate_ratio
+        low, high = budget / ratio, budget * ratio
+        result.figures.append(Figure(
+            "alert_rate", rate, "alert" if not low <= rate <= high else "ok", None, high,
+            detail=f"share of the date's rows scoring >= {threshold:.4f}, the threshold of the daily {budget:.2%} "
+                   f"alert budget on the test days; expected {low:.2%}..{high:.2%}"))
     result.figures.append(Figure("rows", float(len(current)), "info"))
     return result
 

@@ -792,28 +792,11 @@ def _truth_marker(truth_dir: Path) -> dict | None:
 
 
 def _read_marker(landing: Landing) -> dict | None:
-    if landing.is_s3:
-        from batchml.storage import s3_client, split_s3_url
-
-        bucket, prefix = split_s3_url(landing.url)
-        try:
-            body = s3_client().get_object(Bucket=bucket, Key=f"{prefix}/{_MARKER}".lstrip("/"))["Body"].read()
-        except Exception:  # noqa: BLE001 - any miss means "not generated yet"
-            return None
-        return json.loads(body)
-    path = Path(landing.url) / _MARKER
-    return json.loads(path.read_text()) if path.exists() else None
+    return landing.read_marker(_MARKER)
 
 
 def _write_marker(landing: Landing, content: dict) -> None:
-    body = json.dumps(content, indent=2)
-    if landing.is_s3:
-        from batchml.storage import s3_client, split_s3_url
-
-        bucket, prefix = split_s3_url(landing.url)
-        s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{_MARKER}".lstrip("/"), Body=body.encode())
-        return
-    (Path(landing.url) / _MARKER).write_text(body)
+    landing.write_marker(_MARKER, content)
 
 
 def main(argv: list[str] | None = None) -> FraudDataSummary:

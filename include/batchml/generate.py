@@ -312,29 +312,8 @@ _MARKER = "_generated.json"
 
 
 def _read_marker(landing: Landing) -> dict | None:
-    if landing.is_s3:
-        from batchml.storage import s3_client, split_s3_url
-
-        bucket, prefix = split_s3_url(landing.url)
-        try:
-            body = s3_client().get_object(Bucket=bucket, Key=f"{prefix}/{_MARKER}".lstrip("/"))["Body"].read()
-        except Exception:  # noqa: BLE001 - any miss means "not generated yet"
-            return None
-        return json.loads(body)
-    from pathlib import Path
-
-    path = Path(landing.url) / _MARKER
-    return json.loads(path.read_text()) if path.exists() else None
+    return landing.read_marker(_MARKER)
 
 
 def _write_marker(landing: Landing, cfg: GeneratorConfig, rows: dict[str, int]) -> None:
-    body = json.dumps({"config": json.loads(cfg.to_json()), "rows": rows}, indent=2)
-    if landing.is_s3:
-        from batchml.storage import s3_client, split_s3_url
-
-        bucket, prefix = split_s3_url(landing.url)
-        s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{_MARKER}".lstrip("/"), Body=body.encode())
-        return
-    from pathlib import Path
-
-    (Path(landing.url) / _MARKER).write_text(body)
+    landing.write_marker(_MARKER, {"config": json.loads(cfg.to_json()), "rows": rows})

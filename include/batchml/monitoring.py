@@ -123,7 +123,10 @@ def _importance(spec: UseCaseSpec, settings: Settings, version: int, profile: di
 
 def realized_performance(spec: UseCaseSpec, settings: Settings, as_of: dt.date) -> RealizedPerformance:
     """Metrics of the scores of D - horizon (labels just matured) against actual outcomes, per model role."""
+    import numpy as np
+
     from batchml.datasets import label_snapshots
+    from batchml.metrics import budget_metrics
     from batchml.score_table import read_scores
     from batchml.storage import Landing
 
@@ -136,7 +139,9 @@ def realized_performance(spec: UseCaseSpec, settings: Settings, as_of: dt.date) 
     eng = wh.engine(settings.warehouse_url)
     landing = Landing(settings.landing_url)
     source = spec.label.source
-    raw_root = landing.local_view({source: [d for d in landing.landed_days(source, before=as_of) if d >= scored_on]},
+    # an event entity's date D holds the events of D - 1: their outcomes may land from that day on
+    first = scored_on - dt.timedelta(days=1 if spec.is_event else 0)
+    raw_root = landing.local_view({source: [d for d in landing.landed_days(source, before=as_of) if d >= first]},
                                   settings.staging_root / "landing_mirror")
     roles: dict[str, dict[str, float]] = {}
     labels = None
@@ -147,8 +152,11 @@ def realized_performance(spec: UseCaseSpec, settings: Settings, as_of: dt.date) 
         if labels is None:
             labels = label_snapshots(spec, raw_root, [scored_on], as_of)
         y = scores[spec.entity.key].isin(set(labels[spec.entity.key])).to_numpy().astype(int)
-        roles[role] = {**realized_metrics(y, scores.score.to_numpy()),
-                       "model_version": int(scores.model_version.iloc[0])}
+        p = scores.score.to_numpy()
+        roles[role] = {**realized_metrics(y, p), "model_version": int(scores.model_version.iloc[0])}
+        if spec.training.alert_budget is not None:  # how the day's alerts did: recall and precision at the budget
+            found = budget_metrics(y, p, np.full(len(y), scored_on.isoformat()), spec.training.alert_budget)
+            roles[role].update({k: found[k] for k in ("recall_at_budget", "precision_at_budget")})
     skipped = None if roles else \
         f"no scores on {scored_on} (the newest date whose {spec.label.horizon_days}-day labels matured)"
     since, compared = _since_drift(spec, settings, eng, as_of)
@@ -176,7 +184,8 @@ def _since_drift(spec: UseCaseSpec, settings: Settings, eng, as_of: dt.date) -> 
         return since, []
     landing = Landing(settings.landing_url)
     source = spec.label.source
-    raw_root = landing.local_view({source: [d for d in landing.landed_days(source, before=as_of) if d >= days[0]]},
+    first = days[0] - dt.timedelta(days=1 if spec.is_event else 0)
+    raw_root = landing.local_view({source: [d for d in landing.landed_days(source, before=as_of) if d >= first]},
                                   settings.staging_root / "landing_mirror")
     return since, realized_by_version(spec, eng, raw_root, days, as_of)
 
@@ -236,7 +245,8 @@ def _figure_rows(drift: DriftComputed, details: dict, performance: RealizedPerfo
         rows.append({"metric": "drift", "status": "skipped", "detail": drift.skipped})
     rows += [{**f, "model_version": drift.model_version} for f in details.get("figures", [])]
     for role, metrics in performance.roles.items():
-        for name in ("roc_auc", "pr_auc", "calibration_error", "top_decile_capture", "rows", "positives"):
+        for name in ("roc_auc", "pr_auc", "calibration_error", "top_decile_capture", "rows", "positives",
+                     "label_rate", "recall_at_budget", "precision_at_budget"):
             if name in metrics:
                 rows.append({"model_role": role, "model_version": metrics["model_version"],
                              "metric": f"realized_{name}", "value": metrics[name], "status": "info",

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def realized_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     from batchml.metrics import expected_calibration_error, metric_value
 
-    out = {"rows": float(len(y)), "positives": float(y.sum())}
+    out = {"rows": float(len(y)), "positives": float(y.sum()), "label_rate": float(y.mean()) if len(y) else 0.0}
     if 0 < y.sum() < len(y):
         out.update({
             "roc_auc": metric_value("roc_auc", y, p), "pr_auc": metric_value("pr_auc", y, p),

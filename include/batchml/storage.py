@@ -105,6 +105,28 @@ class Landing:
         landed = self.list_source(source)
         return [d for d in days if d not in landed]
 
+    # Markers: a small JSON object at the top of the landing zone (what a generator landed there) ----------------
+    def read_marker(self, name: str) -> dict | None:
+        """The JSON object `name` at the top of the landing zone, or None when there is none."""
+        if self.is_s3:
+            bucket, prefix = split_s3_url(self.url)
+            try:
+                body = s3_client().get_object(Bucket=bucket, Key=f"{prefix}/{name}".lstrip("/"))["Body"].read()
+            except Exception:  # noqa: BLE001 - any miss means "no marker"
+                return None
+            return json.loads(body)
+        path = Path(self.url) / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def write_marker(self, name: str, content: dict) -> None:
+        body = json.dumps(content, indent=2, default=str)
+        if self.is_s3:
+            bucket, prefix = split_s3_url(self.url)
+            s3_client().put_object(Bucket=bucket, Key=f"{prefix}/{name}".lstrip("/"), Body=body.encode())
+            return
+        Path(self.url).mkdir(parents=True, exist_ok=True)
+        (Path(self.url) / name).write_text(body)
+
     # Writing (used by the demo generator and ingestion) ----------------------------------------------------------
     def write_partition_file(self, source: str, day: dt.date, name: str, table) -> str:
         """Write one Parquet file into a partition; atomic per file (temp + rename locally, one PUT on S3)."""

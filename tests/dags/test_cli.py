@@ -35,6 +35,20 @@ def test_generate_prints_what_it_landed(tmp_path):
     assert (tmp_path / "transactions" / "dt=2026-01-03").is_dir()
 
 
+def test_generate_fraud_lands_the_four_sources_and_says_what_next(tmp_path):
+    args = ("generate-fraud", "--cards", "200", "--merchants", "100", "--transactions-per-day", "300", "--days", "3",
+            "--landing", str(tmp_path))
+    done = _cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert f"Landed 2026-01-01..2026-01-03 into {tmp_path}" in done.stdout
+    for source in ("cards", "merchants", "card_transactions", "chargebacks"):
+        assert source in done.stdout
+    assert "Next: airflow dags test fraud__features 2026-01-04" in done.stdout
+    assert (tmp_path / "card_transactions" / "dt=2026-01-03").is_dir()
+    again = _cli(*args)  # the marker remembers the config: nothing is rewritten
+    assert again.returncode == 0 and "reused (same config already landed" in again.stdout, again.stderr
+
+
 @pytest.mark.airflow
 @pytest.mark.spark
 def test_backfill_runs_each_date_independently(airflow_db, small_landing, small_as_of, tmp_path):

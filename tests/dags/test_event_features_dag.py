@@ -1,4 +1,4 @@
-"""The feature DAG of an event entity (docs/examples/fraud.yaml, issue 17) run by a real Airflow (dag.test) on small
+"""The feature DAG of an event entity (specs/fraud.yaml, issue 17) run by a real Airflow (dag.test) on small
 generated card-fraud data: the same five steps as a population's, one published row per transaction of the day."""
 
 import dataclasses
@@ -40,7 +40,7 @@ def test_event_feature_dag_publishes_one_row_per_transaction_of_the_day(airflow_
     # dag.test() serializes the DAGs the dags folder generates: from a specs folder holding the fraud spec
     specs = tmp_path / "specs"
     specs.mkdir()
-    shutil.copy(REPO / "docs" / "examples" / "fraud.yaml", specs)
+    shutil.copy(REPO / "specs" / "fraud.yaml", specs)
     spec = load_spec(specs / "fraud.yaml")
     settings = isolated_home(landing_url=landing.url, specs_dir=specs)
     run = run_for_day(build_dag(spec, settings), as_of)

@@ -112,9 +112,8 @@ def test_mlflow_refuses_anonymous_calls_and_stores_artifacts_in_s3(stack, monkey
                         ).status_code == 401
     assert requests.get(search, params={"max_results": 1}, auth=stack.mlflow_auth(), timeout=30).status_code == 200
 
-    from mlflow import MlflowClient
-
     import boto3
+    from mlflow import MlflowClient
 
     for key, value in stack.env.items():
         if key.startswith(("MLFLOW_", "AWS_")):

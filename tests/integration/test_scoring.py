@@ -270,9 +270,10 @@ def test_table_names_from_specs_cannot_inject_sql(tiny_spec):
 
 @pytest.mark.s3
 def test_scores_are_exported_to_s3(tiny_spec, scoring_env, s3_env):
-    from batchml.storage import s3_client
     import pyarrow.parquet as pq
     from pyarrow import BufferReader
+
+    from batchml.storage import s3_client
 
     data = tiny_spec.model_dump()
     data["scoring"]["export_url"] = f"s3://{s3_env}/exports"

@@ -11,13 +11,22 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from batchml.datasets import LABEL, WEIGHT, TrainingDataError, TrainingSet, downsample_negatives, event_labels
+from batchml.datasets import (
+    AS_OF_COLUMN,
+    LABEL,
+    WEIGHT,
+    TrainingDataError,
+    TrainingSet,
+    downsample_negatives,
+    event_labels,
+    label_snapshots,
+)
 from batchml.metrics import budget_metrics, headline, rule_scores
 from batchml.specs import load_spec
 from batchml.storage import Landing, day_range
 
 REPO = Path(__file__).resolve().parents[2]
-FRAUD = REPO / "docs" / "examples" / "fraud.yaml"
+FRAUD = REPO / "specs" / "fraud.yaml"
 
 
 def test_recall_and_precision_at_a_daily_budget_by_hand():
@@ -117,6 +126,12 @@ def test_event_labels_are_outcomes_within_the_horizon_read_before_the_training_d
     assert list(labels) == [1, 0, 0, 0, 1, 0]
     with pytest.raises(TrainingDataError, match="mature 30 days later, after the training date"):
         event_labels(spec, root, events, dt.date(2026, 3, 31))
+    # what realized performance reads (the positives of a scored date: the events of the day before it) follows
+    # the same definition: the fraud reasons only, within the horizon, never a late chargeback
+    scored = dt.date(2026, 3, 2)
+    positives = label_snapshots(spec, root, [scored], training_date)
+    assert sorted(positives.transaction_id) == ["t1", "t5"] and set(positives[AS_OF_COLUMN]) == {scored}
+    assert label_snapshots(spec, root, [dt.date(2026, 3, 3)], training_date).empty  # no events of 03-02
 
 
 def _gate_spec(tmp_path: Path, **gate) -> object:
@@ -143,3 +158,32 @@ def test_the_gate_rejects_a_model_that_does_not_beat_every_baseline(tmp_path):
                              "(0.2800 vs 0.3000)"]
     floor = decide(spec, {**new, "recall_at_budget": 0.1}, None, None, None, baselines)
     assert floor.verdict == "rejected" and any("recall_at_budget" in r and "floor" in r for r in floor.reasons)
+
+
+def test_the_alert_rate_is_the_share_above_the_test_days_threshold_and_flags_a_shift():
+    """A fixed budget alerts the same share every day; the share of a date scoring at or above the threshold the
+    model alerted at on its test days is what moves when scores shift, flagged outside budget / ratio..budget x ratio."""
+    from batchml.drift import build_profile, feature_drift
+
+    spec = load_spec(FRAUD)
+    budget, ratio = spec.training.alert_budget, spec.monitoring.alert_rate_ratio
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"amount": rng.gamma(2, 30, 20_000)})
+    ref_scores = rng.beta(1, 60, 20_000)
+    threshold = float(np.quantile(ref_scores, 1 - budget))
+    profile, sample = build_profile(reference, [], ref_scores, [], {"budget_threshold": threshold})
+
+    def alert_rate(scores):
+        figures = feature_drift(spec, profile, sample, reference.iloc[: len(scores)], scores).by_metric("alert_rate")
+        assert len(figures) == 1
+        return figures[0]
+
+    same = alert_rate(rng.beta(1, 60, 10_000))
+    assert same.value == pytest.approx(budget, rel=0.3) and same.status == "ok"
+    assert same.threshold == pytest.approx(budget * ratio) and f"{threshold:.4f}" in same.detail
+    hotter = alert_rate(rng.beta(1, 60, 10_000) * 3)  # every score tripled: many more rows above the threshold
+    assert hotter.value > budget * ratio and hotter.status == "alert"
+    assert alert_rate(rng.beta(1, 60, 10_000) / 3).status == "alert"  # and far fewer
+    # a use case without a budget (churn) has no alert rate
+    profile_without = {**profile, "test_metrics": {}}
+    assert feature_drift(spec, profile_without, sample, reference, ref_scores).by_metric("alert_rate") == []

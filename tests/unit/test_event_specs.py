@@ -1,4 +1,4 @@
-"""Specs of an event entity (issue 17, docs/examples/fraud.yaml): each event scored as of its own time, history
+"""Specs of an event entity (issue 17, specs/fraud.yaml): each event scored as of its own time, history
 features, an outcome label. The example is valid; every mistake names the file, the dotted field and the reason;
 population specs are unaffected."""
 
@@ -11,7 +11,7 @@ from batchml.errors import SpecError
 from batchml.specs import EventOutcomeLabelSpec, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
-FRAUD = REPO / "docs" / "examples" / "fraud.yaml"
+FRAUD = REPO / "specs" / "fraud.yaml"
 
 
 def _variant(tmp_path: Path, source: Path, edit) -> Path:

@@ -121,10 +121,10 @@ _ARROW = {"string": pa.string(), "double": pa.float64(), "int": pa.int64(), "boo
 
 
 def _draft_sources():
-    """The sources the fraud use case declares (docs/examples/fraud.yaml), validated with the whole spec."""
+    """The sources the fraud use case declares (specs/fraud.yaml), validated with the whole spec."""
     from batchml.specs import load_spec
 
-    return dict(load_spec(REPO / "docs" / "examples" / "fraud.yaml").sources)
+    return dict(load_spec(REPO / "specs" / "fraud.yaml").sources)
 
 
 def test_every_day_of_every_source_lands_with_the_declared_schema(data):

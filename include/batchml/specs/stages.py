@@ -355,5 +355,8 @@ class MonitoringSpec(SpecModel):
     ks_alert: float = Field(default=0.2, gt=0)
     unseen_warn: float = Field(default=0.01, gt=0)
     unseen_alert: float = Field(default=0.05, gt=0)
+    alert_rate_ratio: float = Field(default=2.0, gt=1)
+    """With `training.alert_budget`: the date's alert rate (its share of rows scored at or above the threshold the
+    champion alerted at on its test days) is flagged when above budget x this or below budget / this."""
     retrain: RetrainPolicySpec = RetrainPolicySpec()
     challenger: ChallengerReviewSpec = ChallengerReviewSpec()
