@@ -3,7 +3,7 @@
 logistic-regression baseline and the rule baseline on the same test days: PR AUC, and recall and precision at the
 daily alert budget (the figures the gate decides on).
 
-    .venv/bin/python benchmarks/fraud_training.py [--transactions 50000] [--days 80] [--seed 11]
+    .venv/bin/python benchmarks/fraud_training.py [--transactions 50000] [--days 90] [--seed 11]
 
 The spec is used as it is (30-day chargeback horizon, daily snapshots: 8 train, 2 validation, 2 test days, negatives
 down-sampled to 10% with weights). The training date is the day after the last generated day, so the test days are
@@ -32,7 +32,8 @@ ROOT = REPO / ".local" / "bench" / "fraud_training"
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--transactions", type=int, default=50_000, help="transactions a day")
-    p.add_argument("--days", type=int, default=80, help="days generated (the features read 44 days back)")
+    p.add_argument("--days", type=int, default=90,
+                   help="days generated: the 12 snapshot days, 30 days of maturity, 44 days of history before")
     p.add_argument("--seed", type=int, default=11)
     return p.parse_args(argv)
 
@@ -47,7 +48,8 @@ def main(argv=None) -> None:
     os.environ.update({"BATCHML_HOME": str(home), "BATCHML_LANDING_URL": str(data / "landing"),
                        "BATCHML_SPECS_DIR": str(REPO / "specs"), "AIRFLOW_HOME": str(home / "airflow"),
                        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                       "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags")})
+                       "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                       "AIRFLOW_CONN_BATCHML_SPARK": json.dumps({"conn_type": "spark", "host": "local[2]"})})
 
     from batchml.demo import migrate_metadata_db, run_dag
     from batchml.fraud_data import FraudDataConfig, generate_fraud_data
@@ -71,10 +73,16 @@ def main(argv=None) -> None:
     evaluation_file = max(home.rglob("evaluation.json"), key=lambda p: p.stat().st_mtime)
     evaluation = json.loads(evaluation_file.read_text())
     lineage = json.loads((evaluation_file.parent / "data" / "training_set.json").read_text())["lineage"]
-    decision = max(home.rglob("gate_decision.json"), key=lambda p: p.stat().st_mtime, default=None)
     models = {f"new model ({evaluation['selected']})": evaluation["test_metrics"],
               f"baseline ({evaluation['baseline']['name']}, logistic)": evaluation["baseline"]["test_metrics"],
-              **{f"rule {name}": rule["test"] for name, rule in evaluation.get("rules", {}).items()}}
+              **{f"rule {name}": metrics for name, metrics in evaluation.get("rules", {}).items()}}
+    import pandas as pd
+
+    from batchml import warehouse as wh
+    from batchml.gate import REGISTRY_EVENTS_TABLE
+
+    gate = pd.read_sql(f"SELECT model_version, event, reasons FROM {REGISTRY_EVENTS_TABLE} ORDER BY recorded_at",
+                       wh.engine(settings.warehouse_url)).iloc[-1].to_dict()
     print(f"\nTest days {lineage['snapshots']['test']} ({int(evaluation['test_metrics']['rows']):,} transactions, "
           f"fraud rate {evaluation['test_metrics']['base_rate']:.3%}), alert budget "
           f"{evaluation['alert_budget']:.1%} a day:")
@@ -89,14 +97,15 @@ def main(argv=None) -> None:
         "rows": lineage["rows"], "label_rate": lineage["label_rate"], "negative_sample": lineage["negative_sample"],
         "snapshots": lineage["snapshots"], "selected": evaluation["selected"], "alert_budget": evaluation["alert_budget"],
         "test": models, "beats_every_baseline": beats,
-        "gate": json.loads(decision.read_text()) if decision else None,
+        "gate": gate,
         "data": {"transactions": summary.rows["card_transactions"], "fraud_rate": summary.fraud_rate},
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "load_1m": os.getloadavg()[0]},
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=str))
-    print(f"\nthe new model beats {sum(beats.values())} of {len(beats)} baselines on both PR AUC and recall at the "
+    print(f"\ngate: v{gate['model_version']} {gate['event']}")
+    print(f"the new model beats {sum(beats.values())} of {len(beats)} baselines on both PR AUC and recall at the "
           f"budget; training run {outcome.seconds:.0f} s (log {outcome.log_file})")
     print(f"reproduce: {command}\nwritten: {RESULTS.relative_to(REPO)}")
 
