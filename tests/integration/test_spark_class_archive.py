@@ -1,4 +1,4 @@
-"""The Spark driver's class-data-sharing archive (batchml.features.class_archive_options): the first driver JVM
+"""The Spark driver's class-data-sharing archive (batchml.sparkconf.class_archive_options): the first driver JVM
 writes one as it exits, a later start adopts it and loads Spark's classes from it; writers' files are taken only
 once settled, and the setting turns it all off."""
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from batchml.features import class_archive_options
+from batchml.sparkconf import class_archive_options
 
 
 @pytest.fixture
