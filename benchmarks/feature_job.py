@@ -239,7 +239,12 @@ def timed(label: str, fn, runs: int, children: bool = True) -> dict:
 def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, explain: bool) -> dict:
     """Session start, then `runs` timed runs of run_feature_job (peak RSS and CPU of Python + the driver JVM)."""
     from batchml.features import build_features, local_spark_session, run_feature_job
+    from batchml.sparkconf import class_archive_options
 
+    archive = class_archive_options()
+    archive_state = ("used" if "SharedArchiveFile" in archive else "written at exit (this run starts without one)"
+                     if archive else "off (BATCHML_SPARK_CLASS_ARCHIVE=false)")
+    print(f"driver JVM class-data-sharing archive: {archive_state}", flush=True)
     t0 = time.perf_counter()
     spark = local_spark_session("local[2]", "feature-job-bench", {"spark.ui.showConsoleProgress": "false"})
     spark.sparkContext.setLogLevel("ERROR")
@@ -249,7 +254,7 @@ def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, expla
     out = timed("spark", lambda i: run_feature_job(spark, spec, raw_root, as_of, work / f"spark_{i}").staged_file,
                 runs)
     spark.stop()
-    return {**out, "session_start_s": session_s}
+    return {**out, "session_start_s": session_s, "class_archive": archive_state}
 
 
 def run_duckdb(sql: str, out: Path, runs: int) -> dict:
@@ -341,6 +346,10 @@ def main(argv=None) -> None:
         "ratio_spark_duckdb": sp["runs_s"][warm] / dk["runs_s"][duck],
         "ratio_cpu_spark_duckdb": sp["cpu_s"][warm] / dk["cpu_s"][duck], "max_abs_difference": worst,
     }
+    # as an Airflow task pays it: a fresh process, a fresh session, the job's first run (session start apart)
+    res["class_archive"] = sp["class_archive"]
+    res["ratio_first_run_duckdb"] = sp["runs_s"][0] / dk["runs_s"][duck]
+    res["ratio_task_duckdb"] = (sp["session_start_s"] + sp["runs_s"][0]) / dk["runs_s"][duck]
     res["goal_met"] = res["ratio_spark_duckdb"] <= 3.0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
@@ -353,8 +362,11 @@ def report(r: dict) -> None:
              f"{g['seconds']:.1f} s / {g['peak_rss_mb']:,.0f} MB") for g in r["generator"]]
     rows += [
         ("events read (90-day window)", f"{sum(r['events_read'].values()):,}"),
+        ("driver class-data-sharing archive", r["class_archive"]),
         ("Spark session start", f"{r['spark_session_start_s']:.1f} s"),
         ("Spark job, first run (cold JIT)", f"{r['spark_first_s']:.2f} s"),
+        ("as a task pays it: start + first run / DuckDB", f"{r['ratio_task_duckdb']:.2f}x (first run alone "
+                                                          f"{r['ratio_first_run_duckdb']:.2f}x; goal <= 3x)"),
         ("Spark job, warm (best after the first)", f"{r['spark_warm_s']:.2f} s ({r['spark_warm_cpu_s']:.1f} CPU s)"),
         ("events/s (warm)", f"{r['events_per_s']:,.0f}"),
         ("peak RSS during the job (Python + JVM)", f"{r['spark_peak_rss_mb']:,.0f} MB"),

@@ -31,7 +31,7 @@ PARQUET_READ_OPTIONS = {"parquet.filter.dictionary.enabled": "false"}
 
 
 JAVA_OPTIONS = "spark.driver.extraJavaOptions"
-ARCHIVE_SETTLE_SECONDS = 15
+ARCHIVE_SETTLE_SECONDS = 60
 """A written archive is taken once its writer's Python process is gone and the file this old: the JVM writes it as
 it exits, just after its Python process."""
 
