@@ -39,12 +39,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
         block_size=args.block_size,
     )
     landing = Landing(args.landing or get_settings().landing_url)
-    summary = generate(cfg, landing, progress=print, force=args.force)
+    _print_landed(cfg, landing, generate(cfg, landing, progress=print, force=args.force))
+    return 0
+
+
+def _print_landed(cfg, landing, summary) -> None:
+    """What a generator landed: where, how long (or that it was reused), and the rows of each source."""
     state = "reused (same config already landed; --force to rewrite)" if summary.skipped else f"{summary.seconds:.1f} s"
     print(f"Landed {cfg.start}..{cfg.end} into {landing.url}: {state}")
     for source, rows in summary.rows.items():
-        print(f"  {source:<16} {rows:>12,} rows")
-    return 0
+        print(f"  {source:<18} {rows:>12,} rows")
 
 
 def cmd_generate_fraud(args: argparse.Namespace) -> int:
@@ -57,10 +61,7 @@ def cmd_generate_fraud(args: argparse.Namespace) -> int:
                           drift_start=args.drift_start)
     landing = Landing(args.landing or get_settings().landing_url)
     summary = generate_fraud_data(cfg, landing, progress=print, force=args.force)
-    state = "reused (same config already landed; --force to rewrite)" if summary.skipped else f"{summary.seconds:.1f} s"
-    print(f"Landed {cfg.start}..{cfg.end} into {landing.url}: {state}")
-    for source, rows in summary.rows.items():
-        print(f"  {source:<18} {rows:>12,} rows")
+    _print_landed(cfg, landing, summary)
     print(f"  fraud: {summary.fraud_transactions:,} transactions ({summary.fraud_rate:.2%}), "
           f"{summary.fraud_chargebacks:,} of them charged back within the days generated")
     print(f"Next: airflow dags test fraud__features {cfg.end + dt.timedelta(days=1)}  (scores the transactions of "

@@ -41,6 +41,12 @@ class TrainingDataError(BatchMLError):
 # Snapshots and labels --------------------------------------------------------------------------------------------
 
 
+def first_outcome_day(spec: UseCaseSpec, snapshot: dt.date) -> dt.date:
+    """The first landed day of the label source that can hold outcomes of `snapshot`: the snapshot's own day, or for
+    an event entity the day before it (a date's partition holds the events of the day before)."""
+    return snapshot - dt.timedelta(days=1) if spec.is_event else snapshot
+
+
 def label_snapshots(
     spec: UseCaseSpec, raw_root: Path, snapshots: list[dt.date], training_date: dt.date
 ) -> pd.DataFrame:
@@ -61,8 +67,7 @@ def label_snapshots(
     ts_col = spec.sources[source].timestamp
     key = spec.entity.key
     end = as_of_timestamp(training_date)
-    # an event entity's snapshot s holds the events of the day before s: its outcomes can land from that day on
-    first = min(snapshots) - dt.timedelta(days=1 if spec.is_event else 0)
+    first = first_outcome_day(spec, min(snapshots))
     days = [d for d in Landing(str(raw_root)).landed_days(source, before=training_date) if d >= first]
     files = [str(p) for d in days for p in (raw_root / source / f"dt={d.isoformat()}").glob("*.parquet")]
     if not files:

@@ -125,7 +125,7 @@ def realized_performance(spec: UseCaseSpec, settings: Settings, as_of: dt.date) 
     """Metrics of the scores of D - horizon (labels just matured) against actual outcomes, per model role."""
     import numpy as np
 
-    from batchml.datasets import label_snapshots
+    from batchml.datasets import first_outcome_day, label_snapshots
     from batchml.metrics import budget_metrics
     from batchml.score_table import read_scores
     from batchml.storage import Landing
@@ -139,8 +139,7 @@ def realized_performance(spec: UseCaseSpec, settings: Settings, as_of: dt.date) 
     eng = wh.engine(settings.warehouse_url)
     landing = Landing(settings.landing_url)
     source = spec.label.source
-    # an event entity's date D holds the events of D - 1: their outcomes may land from that day on
-    first = scored_on - dt.timedelta(days=1 if spec.is_event else 0)
+    first = first_outcome_day(spec, scored_on)
     raw_root = landing.local_view({source: [d for d in landing.landed_days(source, before=as_of) if d >= first]},
                                   settings.staging_root / "landing_mirror")
     roles: dict[str, dict[str, float]] = {}
@@ -171,6 +170,7 @@ SINCE_DRIFT_DAYS = 120
 def _since_drift(spec: UseCaseSpec, settings: Settings, eng, as_of: dt.date) -> tuple[dt.date | None, list[dict]]:
     """Every model version's realized metrics on the matured scored dates since the latest drift was first seen (the
     champion before a drift-triggered retraining and the version it trained, on outcomes after the drift)."""
+    from batchml.datasets import first_outcome_day
     from batchml.score_table import scored_dates
     from batchml.storage import Landing
 
@@ -184,7 +184,7 @@ def _since_drift(spec: UseCaseSpec, settings: Settings, eng, as_of: dt.date) -> 
         return since, []
     landing = Landing(settings.landing_url)
     source = spec.label.source
-    first = days[0] - dt.timedelta(days=1 if spec.is_event else 0)
+    first = first_outcome_day(spec, days[0])
     raw_root = landing.local_view({source: [d for d in landing.landed_days(source, before=as_of) if d >= first]},
                                   settings.staging_root / "landing_mirror")
     return since, realized_by_version(spec, eng, raw_root, days, as_of)
