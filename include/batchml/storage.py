@@ -17,6 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 PARTITION_FORMAT = "dt={day}"
 DATA_FILE = "part-0.parquet"
+MIRROR_THREADS = 16  # concurrent downloads when mirroring an S3 landing zone
 MANIFEST_FILE = "_manifest.json"
 
 
@@ -190,7 +192,7 @@ class Landing:
         bucket, prefix = split_s3_url(self.url)
         root = mirror_root / bucket / prefix
         client = s3_client()
-        downloaded = 0
+        wanted: list[tuple[str, Path, str]] = []  # (key, local file, etag)
         for source, days in sources_days.items():
             remote_source = self.list_source(source)
             for day in days:
@@ -208,12 +210,24 @@ class Landing:
                     tag_file = local_dir / f".{name}.etag"
                     if (local_dir / name).exists() and tag_file.exists() and tag_file.read_text() == etag:
                         continue
-                    tmp = local_dir / f".{name}.{uuid.uuid4().hex}.tmp"
                     key = "/".join(p for p in (prefix, source, partition_name(day), name) if p)
-                    client.download_file(bucket, key, str(tmp))
-                    os.replace(tmp, local_dir / name)
-                    tag_file.write_text(etag)
-                    downloaded += 1
+                    wanted.append((key, local_dir / name, etag))
+
+        def download(key: str, target: Path, etag: str) -> None:
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                client.download_file(bucket, key, str(tmp))
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+            target.with_name(f".{target.name}.etag").write_text(etag)
+
+        # many small partition files: one request each, so latency, not bandwidth, sets the pace (boto3 clients are
+        # thread-safe); the first failure is raised once the others have stopped
+        with ThreadPoolExecutor(max_workers=MIRROR_THREADS) as pool:
+            for done in [pool.submit(download, *w) for w in wanted]:
+                done.result()
+        downloaded = len(wanted)
         log.info("Mirrored %s to %s (%d files downloaded)", self.url, root, downloaded)
         return root
 

@@ -44,3 +44,23 @@ def test_mirror_syncs_by_etag_and_follows_deletions(s3_env, tmp_path, caplog):
     s3_client().delete_object(Bucket=s3_env, Key="landing/src/dt=2026-01-01/part-0.parquet")
     landing.local_view({"src": [D]}, mirror)
     assert not (root / "src" / "dt=2026-01-01").exists()
+
+
+def test_mirror_downloads_many_partitions_and_a_failed_download_leaves_no_partial_file(s3_env, tmp_path,
+                                                                                       monkeypatch):
+    landing = Landing(f"s3://{s3_env}/many")
+    days = [D + dt.timedelta(days=i) for i in range(40)]
+    for i, day in enumerate(days):
+        landing.write_partition_file("src", day, "part-0.parquet", pa.table({"a": [i]}))
+    mirror = tmp_path / "mirror"
+    root = landing.local_view({"src": days}, mirror)
+    assert [read_partition(root, "src", d).column("a").to_pylist() for d in days] == [[i] for i in range(40)]
+
+    # a file listed but gone by the time it is fetched: the mirror run fails, and no half-written file is left
+    listed = Landing.list_source
+    monkeypatch.setattr(Landing, "list_source", lambda self, source: {
+        **listed(self, source), D + dt.timedelta(days=99): {"part-0.parquet": "gone"}})
+    with pytest.raises(Exception, match="404|Not Found|NoSuchKey"):
+        landing.local_view({"src": [*days, D + dt.timedelta(days=99)]}, mirror)
+    assert not list(mirror.rglob("*.tmp"))
+    assert read_partition(root, "src", days[0]).column("a").to_pylist() == [0]
