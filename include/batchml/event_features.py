@@ -19,14 +19,15 @@ feature of a block is such a prefix aggregate (sum, max, bit OR) over one sort o
                                    over whole days, computed by one aggregation: the whole days strictly inside a
                                    window (D-6..D-1 for 168 h), the `usual` days, the lookback's last event time and
                                    value bits (first_seen of a column with few values), the label rate's counts;
-  one row per (group, value)      for first_seen of a column with many values (a merchant): the value's last time
-                                   in the lookback's whole days, found by a window per (group, value) afterwards.
+and first_seen of a column with many values (a card's merchants), where a bit per value cannot work, is a join
+instead: the scored rows with the distinct (group, value) pairs of the lookback's whole days and with each pair's
+first time on the scored day (sorting millions of pairs with the block's rows cost more than all the rest).
 
 Each weight column counts only in its own ranges (an event-level row of D-1 counts for the 24 h window and not for
 the 168 h one, whose D-1 is in the summary), so every window is exact to the microsecond while most history is read
-as day-granular sums. Per block this is one aggregation (and one per many-valued first_seen column), one exchange
-of the union by group and one sort; the scored rows carry their features from block to block, so no join by event
-key is needed. `EventFeatureJob.reads()` lists what a run reads (logged at the start of each run);
+as day-granular sums. Per block this is one aggregation, one exchange of the union by group and one sort (and a
+join per many-valued first_seen column); the scored rows carry their features from block to block, so no join by
+event key is needed. `EventFeatureJob.reads()` lists what a run reads (logged at the start of each run);
 benchmarks/fraud_day.py measures it at a million events a day.
 
 The feature DAG reaches this module through batchml.features.build_features when the spec's entity is an event
@@ -331,7 +332,6 @@ class EventFeatureJob:
                 cols += [F.when(in_w, F.col(c)).cast("double").alias(f"__s_{c}_{w.hours}") for c in b.sum]
             cols.append(t.alias("__prev"))
             cols += [_bit(c, bits[c]).alias(f"__b_{c}") for c in bits]
-            cols += [F.lit(1).cast("bigint").alias(f"__f_{c}") for c in many]
             return df.select("*", *cols)
 
         hist_cols = _cols(g, ev.timestamp, *b.sum, *b.first_seen)
@@ -342,11 +342,6 @@ class EventFeatureJob:
         summary = self._summary(spark, p, bits) if p.whole_spans else None
         if summary is not None:
             parts.append(summary)
-        for c in many:
-            seen = read_events(spark, self.raw_root, ev, self.partition_days([p.lookback], ev), _cols(g, c, ev.timestamp),
-                              [p.lookback])
-            parts.append(seen.groupBy(g, c).agg(F.max("__t").alias("__t")).select(
-                g, c, "__t", F.lit(1).cast("bigint").alias(f"__f_{c}"), F.lit(False).alias("__scored")))
         union = parts[0]
         for part in parts[1:]:
             union = union.unionByName(part, allowMissingColumns=True)
@@ -371,9 +366,6 @@ class EventFeatureJob:
             pre.append(prefix("__prev", agg=F.max).alias("__last"))
         for c in bits:
             pre.append(F.coalesce(prefix(f"__b_{c}", agg=F.bit_or), F.lit(0)).alias(f"__seen_{c}"))
-        for c in many:
-            frame = Window.partitionBy(g, c).orderBy("__t").rangeBetween(Window.unboundedPreceding, -1)
-            pre.append(F.coalesce(F.sum(f"__f_{c}").over(frame), F.lit(0)).alias(f"__seen_{c}"))
         for col in ("__un", "__lm", "__lp"):  # counts of the group's summary row (one per group, before the day)
             if col in union.columns:
                 pre.append(F.coalesce(prefix(col), F.lit(0)).alias(f"{col}_"))
@@ -382,9 +374,31 @@ class EventFeatureJob:
                 pre.append(prefix(col, agg=F.max).alias(f"{col}_"))
         keep = [c for c in rows.columns]
         scored = union.select(*keep, "__scored", *pre).where(F.col("__scored")).drop("__scored")
+        for c in many:
+            scored = self._first_seen_by_join(spark, scored, p, c)
         if p.label_events is not None:
             scored = scored.crossJoin(F.broadcast(_label_base(summary)))
         return scored.select(*keep, *self._features(p, bits))
+
+    def _first_seen_by_join(self, spark: SparkSession, scored: DataFrame, p: BlockPlan, c: str) -> DataFrame:
+        """`__seen_{c}` for a column with too many values for a bit each (a card's merchants): 1 when the (group,
+        value) pair occurs in the lookback's whole days, or earlier on the scored day (a tie is not earlier).
+
+        A join, not rows in the block's sorted union: the lookback holds millions of pairs, and sorting them with
+        the scored rows (twice: by group, then by group and value) cost more than the rest of the block."""
+        from pyspark.sql import functions as F
+
+        g, ev = p.block.group_by, self.events
+        before = (read_events(spark, self.raw_root, ev, self.partition_days([p.lookback], ev), _cols(g, c, ev.timestamp),
+                              [p.lookback])
+                  .select(g, c).distinct().select(g, c, F.lit(True).alias("__in_lookback")))
+        today = scored.groupBy(g, c).agg(F.min("__t").alias("__first_t"))
+        pairs = today.join(before, on=[today[g].eqNullSafe(before[g]), today[c].eqNullSafe(before[c])], how="left")
+        pairs = pairs.select(today[g].alias("__pg"), today[c].alias("__pc"), "__first_t", "__in_lookback")
+        joined = scored.join(pairs, on=[scored[g].eqNullSafe(pairs["__pg"]), scored[c].eqNullSafe(pairs["__pc"])],
+                             how="left")
+        seen = F.coalesce(F.col("__in_lookback"), F.lit(False)) | (F.col("__first_t") < F.col("__t"))
+        return joined.select(*scored.columns, F.when(seen, 1).otherwise(0).cast("bigint").alias(f"__seen_{c}"))
 
     def _summary(self, spark: SparkSession, p: BlockPlan, bits: dict[str, list]) -> DataFrame:
         """One row per group at `D - 1 us` with the day-granular sums of every whole-day range of the block."""
