@@ -293,7 +293,7 @@ class EventFeatureJob:
                  "; ".join(f"{r.purpose}: {r.source} {_day_list(r.days)}" for r in reads))
         rows = read_events(spark, self.raw_root, ev, reads[0].days, self.scored_columns(), [self.day])
         first_seen = list(dict.fromkeys(c for b in f.history for c in b.first_seen))
-        values = {c: known for c in first_seen if (known := self._values(rows, c)) is not None}
+        values = self._values(rows, first_seen)
         for plan in self.plans:
             rows = self._block(spark, rows, plan, values)
         out = [F.col(self.key), F.lit(self.as_of).cast("date").alias(AS_OF_COLUMN), F.col(ev.timestamp)]
@@ -306,12 +306,21 @@ class EventFeatureJob:
             out.append(hour.cast("double").alias(HOUR_OF_DAY))
         return rows.select(*out)
 
-    def _values(self, rows: DataFrame, column: str) -> list | None:
-        """The values of `column` among the scored events (one small job), or None when there are too many for a
-        bit each. A history value not among them can never match a scored event's value: it needs no bit."""
-        values = [r[0] for r in rows.select(column).distinct().limit(MAX_MASK_VALUES + 2).collect()]
-        known = sorted(v for v in values if v is not None)
-        return None if len(known) > MAX_MASK_VALUES else known
+    def _values(self, rows: DataFrame, columns: list[str]) -> dict[str, list]:
+        """The values of each first_seen column among the scored events, for the columns with at most
+        MAX_MASK_VALUES of them (a bit each). A history value not among them can never match a scored event's
+        value: it needs no bit. Two small jobs whatever the number of columns: approximate distinct counts, then
+        the exact values of the columns that may be small enough (the exact count decides)."""
+        from pyspark.sql import functions as F
+
+        if not columns:
+            return {}
+        approx = rows.agg(*[F.approx_count_distinct(c, rsd=0.05).alias(c) for c in columns]).first().asDict()
+        maybe = [c for c in columns if approx[c] <= MAX_MASK_VALUES * 1.25]  # 5% error: margin to spare
+        if not maybe:
+            return {}
+        sets = rows.agg(*[F.collect_set(c).alias(c) for c in maybe]).first().asDict()
+        return {c: sorted(sets[c]) for c in maybe if len(sets[c]) <= MAX_MASK_VALUES}
 
     def _block(self, spark: SparkSession, rows: DataFrame, p: BlockPlan, values: dict[str, list]) -> DataFrame:
         """The scored rows with this block's features added (see the module docstring)."""
