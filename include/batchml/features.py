@@ -82,13 +82,18 @@ def local_spark_session(master: str = "local[*]", app_name: str = "batchml", con
 
 @contextmanager
 def spark_session(master: str, conf: dict[str, str], app_name: str) -> Iterator[SparkSession]:
-    """A Spark session for one task, stopped at the end (each Airflow task runs in a process of its own)."""
+    """A Spark session for one task, stopped at the end if this started it (each Airflow task runs in a process of
+    its own). A session already running in the process (a test's, a notebook's) is used and left running."""
+    from pyspark import SparkContext
+
+    already_running = SparkContext._active_spark_context is not None
     session = start_spark(master, conf, app_name)
     try:
         session.sparkContext.setLogLevel("WARN")
         yield session
     finally:
-        session.stop()
+        if not already_running:
+            session.stop()
 
 
 @dataclass

@@ -207,3 +207,12 @@ def test_missing_window_partition_is_a_clear_error(spark, churn_spec, landing_co
     shutil.rmtree(Path(landing_copy.url) / "transactions" / "dt=2026-03-01")
     with pytest.raises(LandingError, match=r"1 partition\(s\) of 'transactions'.*dt=2026-03-01"):
         build_features(spark, churn_spec, Path(landing_copy.url), small_as_of)
+
+
+def test_a_task_session_leaves_a_session_already_running_in_the_process_running(spark):
+    # a DAG run inside a test (dag.test) or a notebook must not stop the session it found running
+    from batchml.features import spark_session
+
+    with spark_session("local[2]", {}, "a-task") as session:
+        assert session.sparkContext is spark.sparkContext
+    assert spark.range(3).count() == 3
