@@ -25,6 +25,7 @@ from sample_data import (  # test files import these from sample_data: `conftest
     SMALL_AS_OF,
     SMALL_DAYS,
     SMALL_START,
+    SMALL_TRAINING_DATE,
     TINY_TRAINING_DATE,
     write_synthetic_lake,
 )
@@ -58,7 +59,27 @@ logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 def pytest_sessionfinish(session, exitstatus):
+    _stop_spark_jvm()
     shutil.rmtree(_TMP, ignore_errors=True)
+
+
+def _stop_spark_jvm() -> None:
+    """Stop this process's Spark driver JVM before its home goes: a JVM writing its class archive at exit
+    (batchml.sparkconf) would otherwise fail on a deleted folder after the session and print a JVM error."""
+    pyspark = sys.modules.get("pyspark")
+    if pyspark is None:
+        return
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if SparkContext._active_spark_context is not None:
+        SparkContext._active_spark_context.stop()
+    proc = getattr(gateway, "proc", None)
+    if gateway is not None:
+        gateway.shutdown()  # py4j's own threads first, so none of them talks to a JVM on its way out
+    if proc is not None and proc.stdin is not None:
+        proc.stdin.close()  # PySpark's gateway JVM exits at the end of its standard input
+        proc.wait(timeout=120)
 
 
 @pytest.fixture(scope="session")
@@ -252,6 +273,20 @@ def small_training_spec(churn_spec):
     spec = UseCaseSpec.model_validate(data)
     spec._path, spec._sha256 = churn_spec.path, churn_spec.sha256
     return spec
+
+
+@pytest.fixture(scope="session")
+def training_snapshots(spark, small_training_spec, training_landing, tmp_root):
+    """The feature partitions of every snapshot `small_training_spec` plans for SMALL_TRAINING_DATE, built once with
+    the feature DAG's own steps (checks included). Tests that are not about building snapshots copy them with
+    sample_data.copy_training_snapshots instead of paying a Spark job per snapshot."""
+    from batchml.features import ensure_snapshots
+    from batchml.settings import Settings
+
+    settings = Settings(home=tmp_root / "snapshots_home", landing_url=training_landing.url)
+    ready = ensure_snapshots(spark, small_training_spec, settings, SMALL_TRAINING_DATE, "prebuilt")
+    assert ready.built == ready.snapshots
+    return settings.features_root
 
 
 @pytest.fixture(scope="session")

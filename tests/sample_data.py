@@ -12,6 +12,7 @@ SMALL_DAYS = 100
 SMALL_AS_OF = dt.date(2026, 4, 8)  # 97 days after the start: every partition of the 90-day window has landed
 TINY_TRAINING_DATE = dt.date(2026, 6, 1)
 DRIFT_START = dt.date(2026, 7, 5)
+SMALL_TRAINING_DATE = dt.date(2026, 7, 1)  # tests train on `training_landing` as of this date
 
 
 def write_synthetic_lake(root: Path, spec, training_date: dt.date, users_per_snapshot: int = 400, seed: int = 0,
@@ -67,3 +68,10 @@ def write_synthetic_lake(root: Path, spec, training_date: dt.date, users_per_sna
         raw.write_partition_file(label_src, day, "part-0.parquet", pa.Table.from_pylist(rows, schema=schema))
         day += dt.timedelta(days=1)
     return features_root, Path(raw.url)
+
+
+def copy_training_snapshots(features_root: Path, settings) -> None:
+    """Publish the prebuilt snapshots (the `training_snapshots` fixture) into the features root of `settings`."""
+    import shutil
+
+    shutil.copytree(features_root, settings.features_root, dirs_exist_ok=True)

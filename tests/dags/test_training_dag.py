@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from dagtest import run_for_day
+from sample_data import SMALL_TRAINING_DATE, copy_training_snapshots
 
 pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.mlflow]
 
-T = dt.date(2026, 7, 1)
+T = SMALL_TRAINING_DATE
 
 
 def _run(dag, day: dt.date, conf: dict | None = None):
@@ -55,7 +56,8 @@ def test_training_dag_registers_a_champion_then_gates_the_next_run(
     assert tags["batchml.reason"] == "first model for the demo"
 
 
-def test_too_few_rows_fails_before_anything_is_registered(airflow_db, small_training_spec, training_landing, isolated_home):
+def test_too_few_rows_fails_before_anything_is_registered(airflow_db, small_training_spec, training_landing,
+                                                         training_snapshots, isolated_home):
     from batchml import registry
     from batchml.pipelines.training import build_training_dag
     from batchml.specs import UseCaseSpec
@@ -64,6 +66,7 @@ def test_too_few_rows_fails_before_anything_is_registered(airflow_db, small_trai
     data["training"]["min_rows"] = 100_000
     spec = UseCaseSpec.model_validate(data)
     settings = isolated_home(landing_url=training_landing.url)
+    copy_training_snapshots(training_snapshots, settings)  # built by the test above; not what this one is about
     run, states, _ = _run(build_training_dag(spec, settings), T)
     assert run.state == "failed"
     assert states["build_training_set"] == "failed"

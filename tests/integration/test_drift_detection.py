@@ -8,20 +8,22 @@ import joblib
 import pandas as pd
 import pytest
 
+from sample_data import SMALL_TRAINING_DATE, copy_training_snapshots
+
 pytestmark = [pytest.mark.spark, pytest.mark.mlflow]
 
-T = dt.date(2026, 7, 1)  # the model is trained on data before this date
+T = SMALL_TRAINING_DATE  # the model is trained on data before this date
 STABLE = [dt.date(2026, 6, 12) + dt.timedelta(days=2 * i) for i in range(12)]  # every other day, 06-12 .. 07-04
 DRIFTING = [dt.date(2026, 7, 5) + dt.timedelta(days=i) for i in range(7)]  # the knob turns on on 07-05
 
 
 @pytest.fixture(scope="module")
-def daily_decisions(spark, small_training_spec, training_landing, tmp_path_factory):
+def daily_decisions(spark, small_training_spec, training_landing, training_snapshots, tmp_path_factory):
     """Train once (before the drift), then compare each day's features and scores with the model's reference."""
     from batchml.datasets import prepare_training_set
     from batchml.drift import drift_summary, feature_drift, load_reference
     from batchml.evaluation import evaluate
-    from batchml.features import ensure_snapshots, run_feature_job
+    from batchml.features import run_feature_job
     from batchml.monitoring import retrain_decision
     from batchml.settings import Settings
     from batchml.training import train_candidates
@@ -29,7 +31,7 @@ def daily_decisions(spark, small_training_spec, training_landing, tmp_path_facto
     spec = small_training_spec
     root = tmp_path_factory.mktemp("drift")
     settings = Settings(home=root / "home", landing_url=training_landing.url)
-    ensure_snapshots(spark, spec, settings, T, "train")
+    copy_training_snapshots(training_snapshots, settings)
     ref = prepare_training_set(spec, settings, T, root / "run")
     evaluate(spec, train_candidates(spec, ref, trials=2, timeout=None))
     model = joblib.load(root / "run" / "selected.joblib")
