@@ -75,7 +75,29 @@ def _finished(runs: list[dict], count: int, **match) -> list[dict] | None:
     return done if len(done) >= count else None
 
 
-def test_the_scheduler_drives_the_chain_and_clients_see_the_results(stack, tmp_path):
+def _print_task_times(api, capsys) -> None:
+    """Where the scheduler's time went: each finished task's duration, per DAG run (shown even when the test fails)."""
+    lines = []
+    for dag_id in CHAIN:
+        answer = api.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "start_date"})
+        for run in answer.json().get("dag_runs", []) if answer.status_code == 200 else []:
+            tis = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances").json()
+            tasks = sorted(tis.get("task_instances", []), key=lambda t: t.get("start_date") or "")
+            spent = ", ".join(f"{t['task_id']} {t['duration']:.0f}s" for t in tasks if t.get("duration"))
+            lines.append(f"  {dag_id} {run['run_type']} {run['state']}: {spent}")
+    with capsys.disabled():
+        print("\ntask durations on the stack:\n" + "\n".join(lines))
+
+
+def test_the_scheduler_drives_the_chain_and_clients_see_the_results(stack, tmp_path, capsys):
+    api = stack.airflow_api(stack.airflow_token())
+    try:
+        _drive_the_chain(stack, tmp_path)
+    finally:
+        _print_task_times(api, capsys)
+
+
+def _drive_the_chain(stack, tmp_path):
     from batchml.generate import GeneratorConfig, generate
     from batchml.storage import Landing, split_s3_url
 
