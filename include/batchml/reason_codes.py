@@ -85,6 +85,14 @@ def reason_columns(features: list[str], contrib: np.ndarray, frame: pd.DataFrame
     n = contrib.shape[0]
     k = min(top, contrib.shape[1])
     have = ~np.isnan(contrib).all(axis=1) if contrib.size else np.zeros(n, dtype=bool)
+    if have.any() and not have.all():
+        # only the rows with contributions (a fraud day: the top 1% of a million): the rest stay empty
+        rows = np.flatnonzero(have)
+        some = reason_columns(features, contrib[rows], frame.iloc[rows], top, about)
+        out = {column: np.full(n, None, dtype=object) for column in some}
+        for column, values in some.items():
+            out[column][rows] = values
+        return out
     dense = np.where(np.isnan(contrib), 0.0, contrib)
     order = np.argsort(-dense, axis=1, kind="stable")[:, :k]
     impacts = np.take_along_axis(dense, order, axis=1)
