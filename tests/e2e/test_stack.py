@@ -111,6 +111,11 @@ def test_mlflow_refuses_anonymous_calls_and_stores_artifacts_in_s3(stack, monkey
     assert requests.get(search, params={"max_results": 1}, auth=("batchml", "wrong-password"), timeout=30
                         ).status_code == 401
     assert requests.get(search, params={"max_results": 1}, auth=stack.mlflow_auth(), timeout=30).status_code == 200
+    # the server caches a successful credential check (auth_cache_ttl_seconds): a wrong password for the same user,
+    # right after, is still refused
+    user = stack.mlflow_auth()[0]
+    assert requests.get(search, params={"max_results": 1}, auth=(user, "wrong-password"), timeout=30
+                        ).status_code == 401
 
     import boto3
     from mlflow import MlflowClient

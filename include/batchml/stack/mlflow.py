@@ -30,6 +30,10 @@ def start(stack: StackState) -> None:
         f"admin_username = {MLFLOW_ADMIN}",
         f"admin_password = {stack.secret['mlflow_admin']}",
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+        # every request's password check is a deliberately slow hash (0.1-0.9 s of CPU here), and registering a
+        # model makes about a hundred requests: keep a successful check for a minute (MLflow's own option, off by
+        # default; per worker process, and a wrong password is never cached)
+        "auth_cache_ttl_seconds = 60",
     ]) + "\n")
     aws = stack.state["aws"]
     env = {
