@@ -129,6 +129,28 @@ def test_invalid_scores_are_not_published(tiny_spec, scoring_env):
     assert ref.staging_table not in names
 
 
+def test_duplicated_scores_are_not_published(tiny_spec, scoring_env):
+    """A key scored twice fails the score checks by name, with the key, on SQLite (a GX query) and on PostgreSQL
+    (the staging table's primary key, built before the GX run)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    score(tiny_spec, scoring_env, "good")
+    before = rows(scoring_env)
+    pinned = scoring.pin_models(tiny_spec, scoring_env)
+    ref = scoring.score_features(tiny_spec, scoring_env, D, pinned, "manual__twice", "twice")
+    table = pq.read_table(ref.staged_file)
+    pq.write_table(pa.concat_tables([table, table.slice(5, 2)]), ref.staged_file)
+    twice = table.column("user_id")[5].as_py()
+    ref = score_table.load_staging(tiny_spec, scoring_env, ref, "twice")
+    with pytest.raises(Exception, match=r"expect_compound_columns_to_be_unique") as err:
+        validation.validate_scores(tiny_spec, scoring_env, ref, "twice")
+    assert "4 unexpected" in str(err.value) and twice in str(err.value)
+    pd.testing.assert_frame_equal(before, rows(scoring_env))
+    names = sa.inspect(wh.create_engine(scoring_env.warehouse_url)).get_table_names()
+    assert ref.staging_table not in names
+
+
 def test_versions_are_pinned_for_the_whole_run(tiny_spec, scoring_env):
     pinned = scoring.pin_models(tiny_spec, scoring_env)
     assert pinned.to_xcom() == {"model_name": "tiny", "champion": 1, "challenger": None}

@@ -139,10 +139,16 @@ def validate_scores(spec: UseCaseSpec, settings: Settings, loaded: LoadedScores,
     started = time.perf_counter()
     roles = list(loaded.roles)
     columns = [c.name for c in score_table_columns(spec)]
-    suite = score_suite(spec.entity.key, columns, loaded.entities * len(roles), roles, list(loaded.roles.values()),
-                        list(spec.scoring.bands), loaded.as_of)
     engine = wh.engine(settings.warehouse_url)
+    enforced = engine.dialect.name == "postgresql"
+    key_failure = wh.add_primary_key(engine, loaded.staging_table, spec.score_table) if enforced else None
+    suite = score_suite(spec.entity.key, columns, loaded.entities * len(roles), roles, list(loaded.roles.values()),
+                        list(spec.scoring.bands), loaded.as_of, key_enforced=enforced)
     report = run_sql_suite(engine, loaded.staging_table, f"{spec.name}.scores", suite, settings.gx_root, label)
+    if key_failure is not None:
+        report.failures.append(key_failure)
+        report.evaluated += 1
+        report.success = False
     if not report.success:
         wh.drop_table(engine, loaded.staging_table)
     raise_for_failures(report, f"Scores for {loaded.as_of} were not published; the previous rows are intact.")

@@ -146,8 +146,9 @@ def feature_suite(spec: UseCaseSpec, as_of: dt.date, expected_rows: int) -> list
 
 
 def score_suite(key: str, columns: list[str], rows: int, roles: list[str], versions: list[int],
-                bands: list[str], as_of: dt.date) -> list[Expectation]:
-    """One row per entity and model role, no nulls, scores in [0, 1], the pinned versions only.
+                bands: list[str], as_of: dt.date, key_enforced: bool = False) -> list[Expectation]:
+    """One row per entity and model role, no nulls, scores in [0, 1], the pinned versions only. `key_enforced`: the
+    warehouse proves (model_role, key) unique itself (PostgreSQL: warehouse.add_primary_key), so no GX query does.
 
     The date itself is enforced by the staging table's CHECK constraint (GX stores value sets as JSON text, which
     PostgreSQL will not compare with a DATE column).
@@ -155,8 +156,9 @@ def score_suite(key: str, columns: list[str], rows: int, roles: list[str], versi
     out: list[Expectation] = [
         ("expect_table_columns_to_match_set", {"column_set": columns, "exact_match": True}),
         ("expect_table_row_count_to_equal", {"value": rows}),
-        ("expect_compound_columns_to_be_unique", {"column_list": ["model_role", key]}),
     ]
+    if not key_enforced:
+        out.append(("expect_compound_columns_to_be_unique", {"column_list": ["model_role", key]}))
     for col in (key, "as_of_date", "model_role", "score", "risk_decile", "risk_band", "model_name", "model_version",
                 "reasons_exact", "scored_at"):
         out.append(("expect_column_values_to_not_be_null", {"column": col}))
