@@ -489,7 +489,7 @@ class EventFeatureJob:
                      F.max(F.when(u, F.col("__d_umax"))).alias("__umax")]
         if p.label_events is not None:
             aggs.append(F.sum(F.when(holds(p.label_events), F.col("__d_n")).otherwise(0)).cast("bigint").alias("__lm"))
-        summary = self._day_summaries(spark, p).groupBy(b.group_by).agg(*aggs)
+        summary = self._day_summaries(spark, p, sorted(bits)).groupBy(b.group_by).agg(*aggs)
         if not b.usual:
             return summary
         # a plain aggregation (no per-group list of days, which Spark sorts): the between-days part of the spread as
@@ -501,17 +501,20 @@ class EventFeatureJob:
         std = F.when(n > 1, F.when(F.col("__umax") > F.col("__umin"), F.sqrt(m2 / (n - 1))).otherwise(F.lit(0.0)))
         return summary.select("*", mean.alias("__um"), std.alias("__usd")).drop("__usum", "__uq", "__umin", "__umax")
 
-    def _day_summary_columns(self, b: HistorySpec) -> list[str]:
-        return _cols(b.group_by, self.events.timestamp, *b.sum, *b.first_seen, *([b.usual.column] if b.usual else []))
+    def _day_summary_columns(self, b: HistorySpec, sets: list[str]) -> list[str]:
+        return _cols(b.group_by, self.events.timestamp, *b.sum, *sets, *([b.usual.column] if b.usual else []))
 
-    def _day_summaries(self, spark: SparkSession, p: BlockPlan) -> DataFrame:
+    def _day_summaries(self, spark: SparkSession, p: BlockPlan, sets: list[str]) -> DataFrame:
         """One row per group and whole day of the block's ranges, from the store; days not summarised yet (or whose
-        raw partitions changed) are summarised first, in one job."""
+        raw partitions changed) are summarised first, in one job. `sets`: the first_seen columns whose values each
+        row lists (those with a bit per value; a many-valued column's sets cost more to build than all the rest,
+        and its first_seen is a join with the raw lookback). They are part of the store's definition."""
         from batchml.event_summaries import DaySummaryStore, content_key, definition_key
 
         b, ev = p.block, self.events
         store = DaySummaryStore(self.summaries, ev.name, b.group_by, definition_key(
-            source=ev.name, schema=ev.schema, timestamp=ev.timestamp, columns=self._day_summary_columns(b),
+            source=ev.name, schema=ev.schema, timestamp=ev.timestamp, columns=self._day_summary_columns(b, sets),
+            sets=sets,
             since_previous=b.since_previous, usual=b.usual.column if b.usual else None))
         found: dict[dt.date, str] = {}
         missing: dict[dt.date, str | None] = {}
@@ -525,24 +528,24 @@ class EventFeatureJob:
         log.info("%s: day summaries of %s per %s: %d found, %d to build (%s)", b.prefix, ev.name, b.group_by,
                  len(found), len(missing), _day_list(sorted(missing)))
         if missing:
-            found.update(self._summarise_days(spark, p, store, missing))
+            found.update(self._summarise_days(spark, p, store, missing, sets))
         return spark.read.parquet(*[str(store.file(d, c)) for d, c in sorted(found.items())])
 
-    def _summarise_days(self, spark: SparkSession, p: BlockPlan, store, days: dict[dt.date, str | None]
-                        ) -> dict[dt.date, str]:
+    def _summarise_days(self, spark: SparkSession, p: BlockPlan, store, days: dict[dt.date, str | None],
+                        sets: list[str]) -> dict[dt.date, str]:
         """Summarise `days` from raw events (one job, one file per day) and publish each file into the store."""
         from pyspark.sql import functions as F
 
         b, ev = p.block, self.events
         spans = [_day(d) for d in days]
         # read_events names any partition that has not landed (a day with no content key)
-        events = read_events(spark, self.raw_root, ev, self.partition_days(spans, ev), self._day_summary_columns(b),
-                             spans)
+        events = read_events(spark, self.raw_root, ev, self.partition_days(spans, ev),
+                             self._day_summary_columns(b, sets), spans)
         aggs = [F.count(F.lit(1)).cast("bigint").alias("__d_n")]
         aggs += [F.sum(F.col(c)).cast("double").alias(f"__d_s_{c}") for c in b.sum]
         if b.since_previous:
             aggs.append(F.max("__t").alias("__d_last"))
-        for c in b.first_seen:
+        for c in sets:
             aggs += [F.collect_set(c).alias(f"__d_v_{c}"), F.max(F.col(c).isNull()).alias(f"__d_null_{c}")]
         if b.usual:
             x = F.col(b.usual.column).cast("double")
