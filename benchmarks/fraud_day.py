@@ -3,12 +3,6 @@ same package functions the DAGs call, with wall time, CPU seconds and peak RSS (
 step.
 
     .venv/bin/python benchmarks/fraud_day.py [--transactions 1000000] [--days 46] [--data-dir DIR]
-                                             [--landing DIR] [--cold | --no-summaries]
-
-A daily run finds the day summaries (batchml.event_summaries) that the previous day's run left: the benchmark
-therefore runs the previous day's feature job first, in a process of its own and untimed (its time, printed, is a
-first run's with an empty store). --cold measures the day with an empty store; --no-summaries without any store
-(every whole day of history aggregated from raw events, as before the store).
 
 The day, for D = the last generated day (as of D + 1), with specs/fraud.yaml:
   raw checks       Great Expectations on the partitions that landed for D (card_transactions, chargebacks); the
@@ -67,12 +61,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--data-dir", type=Path, default=REPO / ".local" / "bench" / "fraud")
     p.add_argument("--master", default="local[2]")
-    p.add_argument("--no-summaries", action="store_true",
-                   help="every whole day of history aggregated from raw events (no day-summary store): the "
-                        "comparison for the store's effect")
-    p.add_argument("--cold", action="store_true",
-                   help="an empty day-summary store (a first run); by default the previous day's feature job runs "
-                        "first, untimed, as yesterday's run would have")
     p.add_argument("--landing", type=Path, default=None,
                    help="a landing zone batchml.fraud_data already generated (its marker gives the config): reused "
                         "as it is; the stand-in model is then labelled with its fraud chargebacks")
@@ -81,15 +69,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def command(args) -> str:
     if args.landing:
-        return shlex.join([".venv/bin/python", "benchmarks/fraud_day.py", "--landing", str(args.landing),
-                           *flags(args)])
+        return shlex.join([".venv/bin/python", "benchmarks/fraud_day.py", "--landing", str(args.landing)])
     return shlex.join([".venv/bin/python", "benchmarks/fraud_day.py", "--transactions", str(args.transactions),
                        "--cards", str(args.cards), "--merchants", str(args.merchants), "--days", str(args.days),
-                       "--seed", str(args.seed), "--data-dir", str(args.data_dir), *flags(args)])
-
-
-def flags(args) -> list[str]:
-    return [*(["--cold"] if args.cold else []), *(["--no-summaries"] if args.no_summaries else [])]
+                       "--seed", str(args.seed), "--data-dir", str(args.data_dir)])
 
 
 class Steps:
@@ -199,56 +182,11 @@ def main(argv=None) -> None:
     results.update({"command": command(args), "date": day.isoformat(), "transactions_per_day": args.transactions,
                     "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
                     "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
-    out = RESULTS.with_name("fraud_day_cold.json" if args.cold else "fraud_day_no_summaries.json") \
-        if args.cold or args.no_summaries else RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nwhole fraud day: {results['day_s']:.1f} s (target {TARGET_S:.0f} s: "
           f"{'met' if results['day_s'] < TARGET_S else 'NOT met'}); peak RSS {results['peak_rss_mb']:,} MB")
-    print(f"reproduce: {results['command']}\nwritten: {out.relative_to(REPO)}")
-
-
-PREVIOUS_DAY = """
-import datetime as dt, sys
-from batchml.features import build_feature_partition, local_spark_session
-from batchml.partitions import landed_raw
-from batchml.results import RawChecked
-from batchml.settings import get_settings
-from batchml.specs import load_spec
-settings = get_settings()
-spec = load_spec(settings.specs_dir / "fraud.yaml")
-as_of = dt.date.fromisoformat(sys.argv[1])
-checked = RawChecked.extending(landed_raw(spec, settings, as_of), raw_checks={})
-with local_spark_session(sys.argv[2], "fraud-previous-day") as spark:
-    spark.sparkContext.setLogLevel("ERROR")
-    build_feature_partition(spark, spec, settings, checked, "previous")
-"""
-
-
-def build_from_raw_events(spark, spec, settings, checked, label):
-    """build_feature_partition without the day-summary store."""
-    from batchml.features import run_feature_job, staging_dir
-    from batchml.results import StagedFeatures
-
-    job = run_feature_job(spark, spec, Path(checked.raw_root), checked.as_of,
-                          staging_dir(spec, settings, checked.as_of) / label, summaries=None)
-    return StagedFeatures.extending(checked, staged_file=job.staged_file, rows=job.rows,
-                                    job_seconds=round(job.seconds, 1))
-
-
-def previous_day(as_of: dt.date) -> float:
-    """The previous day's feature job, as yesterday's run left it: its day summaries in the store (in a process of
-    its own, so that the day's Spark start is a fresh JVM's). Not part of the day; its time is what a first run
-    with an empty store costs."""
-    import subprocess
-
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", PREVIOUS_DAY, as_of.isoformat(), "local[2]"], check=True,
-                   env={**os.environ, "PYTHONPATH": str(REPO / "include")}, stderr=subprocess.DEVNULL)
-    seconds = time.perf_counter() - started
-    print(f"  (the previous day's feature job, as of {as_of}, left its day summaries in the store: "
-          f"{seconds:.1f} s; not part of the day)", flush=True)
-    return round(seconds, 1)
+    print(f"reproduce: {results['command']}\nwritten: {RESULTS.relative_to(REPO)}")
 
 
 def run_day(args, root: Path, landing: Path, day: dt.date, as_of: dt.date) -> dict:
@@ -273,7 +211,6 @@ def run_day(args, root: Path, landing: Path, day: dt.date, as_of: dt.date) -> di
                                           partitions={s: [day] for s in spec.sources_read()})
         return RawChecked.extending(landed, raw_checks={r.suite: r.rows for r in reports})
 
-    previous_s = None if args.cold or args.no_summaries else previous_day(as_of - dt.timedelta(days=1))
     checked = steps.run("raw checks", raw_checks)
     from batchml.sparkconf import class_archive_options
 
@@ -282,8 +219,7 @@ def run_day(args, root: Path, landing: Path, day: dt.date, as_of: dt.date) -> di
     print(f"  driver class archive: {archive_state}", flush=True)
     spark = steps.run("spark start", local_spark_session, args.master, "fraud-day")
     spark.sparkContext.setLogLevel("WARN")
-    build = build_from_raw_events if args.no_summaries else build_feature_partition
-    staged = steps.run("features", build, spark, spec, settings, checked, LABEL)
+    staged = steps.run("features", build_feature_partition, spark, spec, settings, checked, LABEL)
     spark.stop()
     checked_features = steps.run("feature checks", validation.validate_feature_partition, spec, settings, staged,
                                  LABEL)
@@ -313,11 +249,7 @@ def run_day(args, root: Path, landing: Path, day: dt.date, as_of: dt.date) -> di
                          wh.engine(settings.warehouse_url)).n.iloc[0]
     rows = steps.rows
     day_s = sum(r["wall_s"] for r in rows.values())
-    store = {"store": "none (--no-summaries)" if args.no_summaries else "empty (--cold: a first run)" if args.cold
-             else "left by the previous day's run",
-             "previous_day_features_s": previous_s}
     return {"steps": rows, "day_s": round(day_s, 1), "target_s": TARGET_S, "class_archive": archive_state,
-            "day_summaries": store,
             "peak_rss_mb": max(r["peak_rss_mb"] for r in rows.values()),
             "features": {"rows": staged.rows, "columns": len(spec.feature_columns()), "job_s": staged.job_seconds},
             "scoring": {"rows": run.rows_out, "exact_reason_rows": run.exact_rows, "seconds": run.seconds,

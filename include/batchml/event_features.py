@@ -23,11 +23,6 @@ and first_seen of a column with many values (a card's merchants), where a bit pe
 instead: the scored rows with the distinct (group, value) pairs of the lookback's whole days and with each pair's
 first time on the scored day (sorting millions of pairs with the block's rows cost more than all the rest).
 
-The summary rows come from day summaries when the job has a store for them (batchml.event_summaries, the DAGs'
-default): one row per group and whole day, kept on disk by the content of the raw partitions, so that a daily run
-aggregates the one day that is new since yesterday's run instead of a month of raw events (28 days of a card's usual
-amount, 14 of a merchant's matured labels).
-
 Each weight column counts only in its own ranges (an event-level row of D-1 counts for the 24 h window and not for
 the 168 h one, whose D-1 is in the summary), so every window is exact to the microsecond while most history is read
 as day-granular sums. Per block this is one aggregation, one exchange of the union by group and one sort (and a
@@ -63,7 +58,6 @@ US = dt.timedelta(microseconds=1)
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
 US_PER_HOUR = 3_600_000_000
-US_PER_DAY = 24 * US_PER_HOUR
 MAX_MASK_VALUES = 62
 """first_seen of a column with at most this many values on the scored day uses one bit per value (bit 63: null);
 a column with more values falls back to one history row per (group, value)."""
@@ -223,8 +217,6 @@ class EventFeatureJob:
     features: EventFeaturesSpec
     label: EventOutcomeLabelSpec | None = None
     outcomes: EventSource | None = None
-    summaries: Path | None = None
-    """Where day summaries are kept (batchml.event_summaries); None: every whole day is aggregated from raw events."""
     plans: list[BlockPlan] = field(init=False)
 
     def __post_init__(self):
@@ -418,26 +410,12 @@ class EventFeatureJob:
         return joined.select(*scored.columns, F.when(seen, 1).otherwise(0).cast("bigint").alias(f"__seen_{c}"))
 
     def _summary(self, spark: SparkSession, p: BlockPlan, bits: dict[str, list]) -> DataFrame:
-        """One row per group at `D - 1 us` with the day-granular sums of every whole-day range of the block: from the
-        day summaries when the job has a store for them, else from the raw events."""
-        from pyspark.sql import functions as F
-
-        b = p.block
-        if self.summaries is not None:
-            summary = self._summary_of_days(spark, p, bits)
-        else:
-            summary = self._summary_of_events(spark, p, bits)
-        if p.label_events is not None:
-            summary = summary.join(self._positives(spark, p), on=b.group_by, how="full")
-        return summary.select("*", F.lit(_us(self.day_start) - 1).alias("__t"), F.lit(False).alias("__scored"))
-
-    def _summary_of_events(self, spark: SparkSession, p: BlockPlan, bits: dict[str, list]) -> DataFrame:
+        """One row per group at `D - 1 us` with the day-granular sums of every whole-day range of the block."""
         from pyspark.sql import functions as F
 
         b, ev = p.block, self.events
         t = F.col("__t")
-        df = read_events(spark, self.raw_root, ev, self.partition_days(p.whole_spans, ev), self._summary_columns(p),
-                         p.whole_spans)
+        df = read_events(spark, self.raw_root, ev, self.partition_days(p.whole_spans, ev), self._summary_columns(p), p.whole_spans)
         aggs = []
         for w in p.windows:
             if w.whole is not None:
@@ -455,123 +433,10 @@ class EventFeatureJob:
             aggs += [F.count(x).cast("bigint").alias("__un"), F.avg(x).alias("__um"), F.stddev_samp(x).alias("__usd")]
         if p.label_events is not None:
             aggs.append(F.sum(F.when(p.label_events.holds(t), 1).otherwise(0)).cast("bigint").alias("__lm"))
-        return df.groupBy(b.group_by).agg(*aggs)
-
-    def _summary_of_days(self, spark: SparkSession, p: BlockPlan, bits: dict[str, list]) -> DataFrame:
-        """The same columns as `_summary_of_events`, from one summary row per group and whole day."""
-        from pyspark.sql import functions as F
-
-        b = p.block
-        day = F.col("__day")
-
-        def holds(span: Span) -> Column:
-            return (day >= F.lit(_day_number(span.start))) & (day < F.lit(_day_number(span.end)))
-
-        aggs = []
-        for w in p.windows:
-            if w.whole is not None:
-                aggs.append(F.sum(F.when(holds(w.whole), F.col("__d_n")).otherwise(0)).cast("bigint")
-                            .alias(f"__n{w.hours}"))
-                aggs += [F.sum(F.when(holds(w.whole), F.col(f"__d_s_{c}"))).cast("double").alias(f"__s_{c}_{w.hours}")
-                         for c in b.sum]
-        if b.since_previous:
-            aggs.append(F.max(F.when(holds(p.lookback), F.col("__d_last"))).alias("__prev"))
-        for c in bits:
-            aggs.append(F.bit_or(F.when(holds(p.lookback), _set_bits(c, bits[c]))).alias(f"__b_{c}"))
-        if b.usual:
-            u = holds(p.usual) & (F.col("__d_un") > 0)
-            n_i, s_i = F.col("__d_un"), F.col("__d_us")
-            aggs += [F.sum(F.when(u, n_i).otherwise(0)).cast("bigint").alias("__un"),
-                     F.sum(F.when(u, s_i)).alias("__usum"),
-                     # each day's M2 plus its count times its squared mean: the total M2 is this minus N * mean^2
-                     F.sum(F.when(u, F.col("__d_um2") + s_i * s_i / n_i)).alias("__uq"),
-                     F.min(F.when(u, F.col("__d_umin"))).alias("__umin"),
-                     F.max(F.when(u, F.col("__d_umax"))).alias("__umax")]
+        summary = df.groupBy(b.group_by).agg(*aggs)
         if p.label_events is not None:
-            aggs.append(F.sum(F.when(holds(p.label_events), F.col("__d_n")).otherwise(0)).cast("bigint").alias("__lm"))
-        summary = self._day_summaries(spark, p, sorted(bits)).groupBy(b.group_by).agg(*aggs)
-        if not b.usual:
-            return summary
-        # a plain aggregation (no per-group list of days, which Spark sorts): the between-days part of the spread as
-        # sum(n_i * mean_i^2) - N * mean^2 loses precision only when the spread is tiny against the mean (under
-        # 1e-12 relative for amounts varying by 1%); a window whose values are all equal has no spread at all
-        n, total = F.col("__un"), F.col("__usum")
-        mean = F.when(n > 0, total / n)
-        m2 = F.greatest(F.col("__uq") - total * total / n, F.lit(0.0))
-        std = F.when(n > 1, F.when(F.col("__umax") > F.col("__umin"), F.sqrt(m2 / (n - 1))).otherwise(F.lit(0.0)))
-        return summary.select("*", mean.alias("__um"), std.alias("__usd")).drop("__usum", "__uq", "__umin", "__umax")
-
-    def _day_summary_columns(self, b: HistorySpec, sets: list[str]) -> list[str]:
-        return _cols(b.group_by, self.events.timestamp, *b.sum, *sets, *([b.usual.column] if b.usual else []))
-
-    def _day_summaries(self, spark: SparkSession, p: BlockPlan, sets: list[str]) -> DataFrame:
-        """One row per group and whole day of the block's ranges, from the store; days not summarised yet (or whose
-        raw partitions changed) are summarised first, in one job. `sets`: the first_seen columns whose values each
-        row lists (those with a bit per value; a many-valued column's sets cost more to build than all the rest,
-        and its first_seen is a join with the raw lookback). They are part of the store's definition."""
-        from batchml.event_summaries import DaySummaryStore, content_key, definition_key
-
-        b, ev = p.block, self.events
-        store = DaySummaryStore(self.summaries, ev.name, b.group_by, definition_key(
-            source=ev.name, schema=ev.schema, timestamp=ev.timestamp, columns=self._day_summary_columns(b, sets),
-            sets=sets,
-            since_previous=b.since_previous, usual=b.usual.column if b.usual else None))
-        found: dict[dt.date, str] = {}
-        missing: dict[dt.date, str | None] = {}
-        for d in sorted({d for s in p.whole_spans for d in s.days()}):
-            folders = [self.raw_root / ev.name / partition_name(x) for x in self.partition_days([_day(d)], ev)]
-            content = content_key(folders)
-            if content is not None and store.file(d, content).is_file():
-                found[d] = content
-            else:
-                missing[d] = content
-        log.info("%s: day summaries of %s per %s: %d found, %d to build (%s)", b.prefix, ev.name, b.group_by,
-                 len(found), len(missing), _day_list(sorted(missing)))
-        if missing:
-            found.update(self._summarise_days(spark, p, store, missing, sets))
-        return spark.read.parquet(*[str(store.file(d, c)) for d, c in sorted(found.items())])
-
-    def _summarise_days(self, spark: SparkSession, p: BlockPlan, store, days: dict[dt.date, str | None],
-                        sets: list[str]) -> dict[dt.date, str]:
-        """Summarise `days` from raw events (one job, one file per day) and publish each file into the store."""
-        from pyspark.sql import functions as F
-
-        b, ev = p.block, self.events
-        spans = [_day(d) for d in days]
-        # read_events names any partition that has not landed (a day with no content key)
-        events = read_events(spark, self.raw_root, ev, self.partition_days(spans, ev),
-                             self._day_summary_columns(b, sets), spans)
-        aggs = [F.count(F.lit(1)).cast("bigint").alias("__d_n")]
-        aggs += [F.sum(F.col(c)).cast("double").alias(f"__d_s_{c}") for c in b.sum]
-        if b.since_previous:
-            aggs.append(F.max("__t").alias("__d_last"))
-        for c in sets:
-            aggs += [F.collect_set(c).alias(f"__d_v_{c}"), F.max(F.col(c).isNull()).alias(f"__d_null_{c}")]
-        if b.usual:
-            x = F.col(b.usual.column).cast("double")
-            aggs += [F.count(x).cast("bigint").alias("__d_un"), F.sum(x).alias("__d_us"),
-                     (F.var_pop(x) * F.count(x)).alias("__d_um2"), F.min(x).alias("__d_umin"),
-                     F.max(x).alias("__d_umax")]
-        day = F.floor(F.col("__t") / F.lit(US_PER_DAY)).cast("int")
-        summary = events.groupBy(b.group_by, day.alias("__day")).agg(*aggs)
-        scratch = store.scratch()
-        try:
-            # one shuffle partition (so one file) per day
-            (summary.withColumn("__part", F.col("__day")).repartition("__part")
-             .write.partitionBy("__part").parquet(str(scratch)))
-            out = {}
-            for d, content in days.items():
-                folder = scratch / f"__part={_day_number(as_of_timestamp(d))}"
-                written = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-                if len(written) > 1:
-                    raise RuntimeError(f"day summary of {d}: {len(written)} files written, expected one")
-                if not written:  # a day without events: an empty file, so that it is not summarised again
-                    written = [_write_empty(summary.schema, scratch / f"empty-{d}.parquet")]
-                store.publish(written[0], d, content)
-                out[d] = content
-            return out
-        finally:
-            store.discard(scratch)
+            summary = summary.join(self._positives(spark, p), on=b.group_by, how="full")
+        return summary.select("*", F.lit(_us(self.day_start) - 1).alias("__t"), F.lit(False).alias("__scored"))
 
     def _positives(self, spark: SparkSession, p: BlockPlan) -> DataFrame:
         """Per group: the events of the label window with a matching outcome row before event time + horizon."""
@@ -665,39 +530,6 @@ def _bit(column: str, known: list) -> Column:
     return F.call_function("shiftleft", F.lit(1).cast("bigint"), pos.cast("int"))
 
 
-def _set_bits(column: str, known: list) -> Column:
-    """`_bit` of every value of a day summary's set of `column` (and of null, when the day had one), OR-ed."""
-    from pyspark.sql import functions as F
-
-    one = F.lit(1).cast("bigint")
-    values = F.array(*[F.lit(v) for v in known]) if known else None
-    bits = F.transform(f"__d_v_{column}", lambda v: F.call_function(
-        "shiftleft", one, (F.array_position(values, v) if known else F.lit(0)).cast("int")))
-    mask = F.aggregate(bits, F.lit(0).cast("bigint"), lambda acc, bit: acc.bitwiseOR(bit))
-    null_bit = F.call_function("shiftleft", one, F.lit(MAX_MASK_VALUES + 1))
-    return F.when(F.col(f"__d_null_{column}"), mask.bitwiseOR(null_bit)).otherwise(mask)
-
-
-def _day(d: dt.date) -> Span:
-    start = as_of_timestamp(d)
-    return Span(start, start + DAY)
-
-
-def _day_number(t: dt.datetime) -> int:
-    """Days since the epoch of a midnight UTC (the day summaries' `__day`)."""
-    return (t - _EPOCH).days
-
-
-def _write_empty(schema, path: Path) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    arrow = to_arrow_schema(schema)
-    pq.write_table(pa.Table.from_pylist([], schema=arrow), path)
-    return path
-
-
 def _label_base(summary: DataFrame) -> DataFrame:
     """One row: the positive rate of all groups over the label window, the prior mean of the smoothed rate. The
     summary is the same DataFrame the union holds, so Spark computes it once (a reused exchange)."""
@@ -718,28 +550,25 @@ def _day_list(days: list[dt.date]) -> str:
     return f"{days[0]}..{days[-1]} ({len(days)} days)" if len(days) > 2 else ", ".join(map(str, days))
 
 
-def job_for_spec(spec: UseCaseSpec, raw_root: Path, as_of: dt.date, summaries: Path | None = None) -> EventFeatureJob:
-    """The event feature job of an event-entity spec as of `as_of` (pure Python: its read plan needs no Spark);
-    `summaries`: where its day summaries are kept (none: whole days are aggregated from raw events every run)."""
+def job_for_spec(spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> EventFeatureJob:
+    """The event feature job of an event-entity spec as of `as_of` (pure Python: its read plan needs no Spark)."""
     if not spec.is_event:
         raise SpecError(f"use case {spec.name!r}: its entity is a population, not an event (entity.kind: event)")
     needs_outcomes = any(b.label_rate for b in spec.features.history)
     return EventFeatureJob(Path(raw_root), as_of, EventSource.of(spec, spec.entity.source), spec.entity.key,
                            spec.event_features, spec.label if needs_outcomes else None,
-                           EventSource.of(spec, spec.label.source) if needs_outcomes else None, summaries)
+                           EventSource.of(spec, spec.label.source) if needs_outcomes else None)
 
 
 def build_event_features(spark: SparkSession, raw_root: Path, as_of: dt.date, *, events: EventSource, key: str,
                          features: EventFeaturesSpec, label: EventOutcomeLabelSpec | None = None,
-                         outcomes: EventSource | None = None, summaries: Path | None = None) -> DataFrame:
+                         outcomes: EventSource | None = None) -> DataFrame:
     """The feature table of the events of `as_of - 1` (lazy DataFrame): one row per event with
     `events.timestamp` in `[as_of - 1 day, as_of)`, with its `key`, `as_of_date`, its timestamp, then the features
-    in `features.feature_names()` order. `label`/`outcomes` (the label's source) are needed by label_rate blocks;
-    `summaries`: where day summaries are kept (batchml.event_summaries; none: whole days are read as raw events).
+    in `features.feature_names()` order. `label`/`outcomes` (the label's source) are needed by label_rate blocks.
 
-    Runs small jobs now: the values of each first_seen column on the scored day (see `EventFeatureJob._values`), and
-    the summaries of whole days not in the store yet."""
-    job = EventFeatureJob(Path(raw_root), as_of, events, key, features, label, outcomes, summaries)
+    Runs small jobs now: the values of each first_seen column on the scored day (see `EventFeatureJob._values`)."""
+    job = EventFeatureJob(Path(raw_root), as_of, events, key, features, label, outcomes)
     return job.build(spark)
 
 

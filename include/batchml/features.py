@@ -281,11 +281,9 @@ def load_custom(spec: UseCaseSpec) -> Callable[[FeatureContext], DataFrame] | No
         raise SpecError(f"{where}: cannot import {target!r} ({exc})") from None
 
 
-def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date,
-                   summaries: Path | None = None) -> DataFrame:
+def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date) -> DataFrame:
     """The feature table of `spec` as of `as_of` (lazy DataFrame): one row per entity in the population, or, for an
-    event entity, one row per event of the day before `as_of` (batchml.event_features; `summaries`: where it keeps
-    its day summaries, Settings.summaries_root in the DAGs).
+    event entity, one row per event of the day before `as_of` (batchml.event_features).
 
     Only the values of distinct-count columns are computed now (a small job per column, see _value_bits).
     """
@@ -294,7 +292,7 @@ def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of
     if spec.is_event:
         from batchml.event_features import job_for_spec
 
-        return job_for_spec(spec, raw_root, as_of, summaries).build(spark)
+        return job_for_spec(spec, raw_root, as_of).build(spark)
     for key, value in RUNTIME_CONFS.items():
         spark.conf.set(key, value)
     key = spec.entity.key
@@ -347,8 +345,7 @@ class FeatureJobResult:
 
 
 def run_feature_job(
-    spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date, staging_dir: Path,
-    summaries: Path | None = None,
+    spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt.date, staging_dir: Path
 ) -> FeatureJobResult:
     """Build the feature table as of `as_of` and write it as one Parquet file into `staging_dir` (not published)."""
     import pyarrow.parquet as pq
@@ -356,7 +353,7 @@ def run_feature_job(
     from batchml.storage import single_parquet_file
 
     started = time.perf_counter()
-    table = build_features(spark, spec, raw_root, as_of, summaries)
+    table = build_features(spark, spec, raw_root, as_of)
     # one file per partition, so that publishing is a single atomic rename; repartition (not coalesce) keeps the
     # aggregation itself parallel
     table.repartition(1).sortWithinPartitions(spec.entity.key).write.mode("overwrite").parquet(str(staging_dir))
@@ -381,7 +378,7 @@ def build_feature_partition(spark: SparkSession, spec: UseCaseSpec, settings: Se
                             label: str) -> StagedFeatures:
     """Run the Spark feature job into a staging folder (nothing is published here)."""
     job = run_feature_job(spark, spec, Path(checked.raw_root), checked.as_of,
-                          staging_dir(spec, settings, checked.as_of) / label, settings.summaries_root)
+                          staging_dir(spec, settings, checked.as_of) / label)
     return StagedFeatures.extending(checked, staged_file=job.staged_file, rows=job.rows,
                           job_seconds=round(job.seconds, 1))
 

@@ -145,11 +145,6 @@ class Settings(BaseSettings):
         return self.data_root / "_staging"
 
     @property
-    def summaries_root(self) -> Path:
-        """Day summaries of event sources (batchml.event_summaries): derived data, deleted and rebuilt at will."""
-        return self.data_root / "event_summaries"
-
-    @property
     def gx_root(self) -> Path:
         """The Great Expectations project folder (suites, results, Data Docs)."""
         return self.data_root / "gx"

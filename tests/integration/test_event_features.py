@@ -189,11 +189,9 @@ def reference(events: pd.DataFrame, outcomes: pd.DataFrame, features: EventFeatu
 # Running the job -----------------------------------------------------------------------------------------------------
 
 
-def _features(spark, root: Path, features: EventFeaturesSpec = FEATURES, store: bool = True) -> pd.DataFrame:
-    """The job's table, with its day summaries in a store next to the landing zone (`root/../summaries`, as the
-    DAGs keep theirs); `store=False`: whole days aggregated from the raw events."""
+def _features(spark, root: Path, features: EventFeaturesSpec = FEATURES) -> pd.DataFrame:
     table = build_event_features(spark, root, AS_OF, events=EVENTS, key="transaction_id", features=features,
-                                 label=LABEL, outcomes=OUTCOMES, summaries=root.parent / "summaries" if store else None)
+                                 label=LABEL, outcomes=OUTCOMES)
     expected = ["transaction_id", "as_of_date", "event_ts", *features.feature_names()]
     assert table.columns == expected
     df = table.toPandas()
@@ -241,44 +239,6 @@ def test_features_match_an_independent_pandas_calculation(spark, tmp_path, monke
     assert (got.merchant_matured_5d > 0).all() and got.merchant_label_rate_5d.nunique() > 1
     assert (got.card_amount_zscore_28d if "card_amount_zscore_28d" in got else got.card_amount_zscore_4d).abs().max() > 1
     _compare(got, want)
-
-
-def _store_files(store: Path) -> dict[str, int]:
-    return {str(p.relative_to(store)): p.stat().st_mtime_ns for p in store.rglob("*.parquet")}
-
-
-def test_day_summaries_are_built_once_and_again_when_a_partition_changes(spark, tmp_path):
-    """A second run reads every whole day from the store (nothing rebuilt); raw events and the store give the same
-    features; a re-delivered partition is summarised again and its new values reach the features."""
-    events, outcomes = _random_events(seed=4)
-    root = _land(tmp_path / "landing", events, outcomes)
-    store = tmp_path / "summaries"
-    cold = _features(spark, root)
-    built = _store_files(store)
-    # card block: the 4 usual days (the lookback's 3 and the 50 h window's whole day among them); merchant block: 5
-    # matured label days (D-8..D-4)
-    days = lambda group: sorted(p.split("/")[2] for p in built if p.split("/")[1].startswith(group))  # noqa: E731
-    days_folder = lambda group: next(p.split("/")[1] for p in built if p.split("/")[1].startswith(group))  # noqa: E731
-    assert days("card_id-") == [f"dt={D - dt.timedelta(days=k)}" for k in (4, 3, 2, 1)]
-    assert days("merchant_id-") == [f"dt={D - dt.timedelta(days=k)}" for k in (8, 7, 6, 5, 4)]
-    _compare(cold, reference(events, outcomes))
-    _compare(_features(spark, root, store=False), cold)
-    warm = _features(spark, root)
-    assert _store_files(store) == built, "a warm run rebuilt day summaries"
-    _compare(warm, cold)
-
-    changed_day = D - dt.timedelta(days=2)
-    on_day = events.event_ts.dt.date == changed_day
-    events.loc[on_day, "amount"] = events.loc[on_day, "amount"] * 3 + 1  # a re-delivered partition of D-2
-    part = events[on_day].sort_values("event_ts", kind="stable")
-    Landing(str(root)).write_partition_file("txns", changed_day, "part-0.parquet",
-                                            pa.Table.from_pandas(part, schema=EVENT_SCHEMA, preserve_index=False))
-    after = _features(spark, root)
-    now = _store_files(store)
-    rebuilt = sorted(set(now) - set(built))
-    assert [p.split("/")[1:3] for p in rebuilt] == [[days_folder("card_id-"), f"dt={changed_day}"]]  # D-2: cards only
-    assert (after.card_sum_amount_50h != cold.card_sum_amount_50h).any()
-    _compare(after, reference(events, outcomes))
 
 
 def test_hand_made_boundaries(spark, tmp_path):
