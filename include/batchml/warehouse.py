@@ -340,11 +340,14 @@ def add_primary_key(eng, staging: str, table: str) -> dict | None:
             conn.execute(sa.text("SET LOCAL maintenance_work_mem = '256MB'"))
             conn.execute(sa.text(f"ALTER TABLE {q(staging)} ADD PRIMARY KEY ({cols})"))
         return None
-    except sa.exc.IntegrityError:
+    except sa.exc.IntegrityError as exc:
         with eng.connect() as conn:
             dupes = conn.execute(sa.text(f"SELECT {cols}, COUNT(*) AS n FROM {q(staging)} GROUP BY {cols} "
                                          "HAVING COUNT(*) > 1 ORDER BY n DESC")).fetchall()
             rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM {q(staging)}")).scalar()
+        if not dupes:  # a null in a key column (the not-null expectations list those rows too)
+            return {"expectation": "staging_table_primary_key", "column": None, "kwargs": {"column_list": columns},
+                    "error": str(exc.orig).splitlines()[0]}
         unexpected = sum(d[-1] for d in dupes)
         return {"expectation": "expect_compound_columns_to_be_unique", "column": None,
                 "kwargs": {"column_list": columns}, "unexpected_count": unexpected,
