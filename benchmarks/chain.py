@@ -1001,6 +1001,16 @@ def report(res: dict) -> None:
 # Main ---------------------------------------------------------------------------------------------------------------
 
 
+def save(res: dict, out: Path, started: float) -> None:
+    res["machine"]["uptime_after"] = uptime()
+    res["total_s"] = time.perf_counter() - started
+    res["slopes"] = slopes(res["sizes"])
+    res["targets"] = targets(res["sizes"])
+    res["results_file"] = str(out.resolve().relative_to(REPO)) if out.resolve().is_relative_to(REPO) else str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1, default=str) + "\n")
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.child:
@@ -1028,14 +1038,7 @@ def main(argv=None) -> None:
         print(f"PostgreSQL at {pg.url}", flush=True)
         for customers in args.size_list:
             res["sizes"].append(run_size(args, pg, customers, evidently))
-    res["machine"]["uptime_after"] = uptime()
-    res["total_s"] = time.perf_counter() - started
-    res["slopes"] = slopes(res["sizes"])
-    res["targets"] = targets(res["sizes"])
-    res["results_file"] = str(args.out.resolve().relative_to(REPO)) if args.out.resolve().is_relative_to(REPO) \
-        else str(args.out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1, default=str) + "\n")
+            save(res, args.out, started)  # after every size: a failure at 1M keeps the smaller sizes' figures
     report(res)
     if not args.quick and not args.no_charts and args.out.resolve() == RESULTS.resolve():
         import chart

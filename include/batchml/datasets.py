@@ -141,6 +141,32 @@ def downsample_negatives(frame: pd.DataFrame, share: float, seed: int) -> pd.Dat
     return out.reset_index(drop=True)
 
 
+def tuning_sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """About `rows` rows of a train split for the tuning trials to fit on (the frame itself when not larger).
+
+    While the positives are at most half of `rows`: every positive and a seeded share of the negatives, these
+    weighted up by 1 / share (times any weight they carry: `downsample_negatives`), so the trials fit the real class
+    balance on the rare class's every row. With more positives: the same seeded share of every row, weights as
+    they are. Bernoulli draws: the size is `rows` give or take a few hundred, and the sample does not depend on
+    the frame's order within a class."""
+    if len(frame) <= rows:
+        return frame
+    positive = frame[LABEL].to_numpy() == 1
+    n_pos = int(positive.sum())
+    draw = np.random.default_rng(seed).random(len(frame))
+    if n_pos <= rows // 2:
+        share = (rows - n_pos) / (len(frame) - n_pos)
+        keep = positive | (draw < share)
+        scale = np.where(positive, 1.0, 1.0 / share)[keep]
+    else:
+        keep = draw < rows / len(frame)
+        scale = None
+    out = frame.loc[keep].copy()
+    if scale is not None:
+        out[WEIGHT] = scale * (out[WEIGHT].to_numpy(dtype="float64") if WEIGHT in out.columns else 1.0)
+    return out.reset_index(drop=True)
+
+
 def column_labels(spec: UseCaseSpec, raw_root: Path, snapshot: dt.date) -> pd.DataFrame:
     """(entity, label) of a `column` label, from the snapshot partition the features of `snapshot` came from.
 

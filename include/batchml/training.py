@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from batchml.datasets import LABEL, TrainingSet
+from batchml.datasets import LABEL, TrainingSet, tuning_sample
 from batchml.metrics import HEADLINE, better, headline, metric_value
 from batchml.models import BatchModel, calibrate, fit_candidate, fit_pipeline
 from batchml.results import SelectedModel, TrainingSetRef
@@ -233,6 +233,14 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
     for i, preset in enumerate(presets):
         study.enqueue_trial({k: v for k, v in preset.items() if _within(search.get(k), v)}, user_attrs={"preset": i})
     y_valid = ts.y("valid")
+    # trials on a sample of train (folds only exist below cv_below_rows: small sets are never sampled)
+    trial_ts = ts
+    if folds is None and tuning.sample_rows is not None and len(ts.frames["train"]) > tuning.sample_rows:
+        trial_ts = TrainingSet({**ts.frames, "train": tuning_sample(ts.frames["train"], tuning.sample_rows,
+                                                                     tuning.seed)},
+                               ts.features, ts.categorical, ts.lineage)
+        log.info("%s: trials fit %d of %d train rows (tuning.sample_rows), the best is refitted on all of them",
+                 cand.name, len(trial_ts.frames["train"]), len(ts.frames["train"]))
 
     def objective(trial) -> float:
         preset = trial.user_attrs.get("preset")
@@ -253,7 +261,8 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
             cv = cross_validate(cand, params, ts, folds, tuning.seed, after_fold=prune)
             trial.set_user_attr("cv", cv)
             return cv[metric]
-        model = fit_candidate(cand, params, ts, tuning.seed, None if preset is not None else tuning.early_stopping_rounds)
+        model = fit_candidate(cand, params, trial_ts, tuning.seed,
+                              None if preset is not None else tuning.early_stopping_rounds)
         trial.set_user_attr("best_iteration", model.info.get("best_iteration"))
         return metric_value(metric, y_valid, model.raw_proba(ts.X("valid")))
 
@@ -267,6 +276,7 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
     on = f"{folds.k}-fold CV" if folds is not None else "validation"
     done = [t for t in study.trials if t.state.is_finished()]  # presets the budget left no time for stay queued
     model.info.update({"trials": len(done), "tuning_seconds": round(seconds, 1), "tuned_on": on,
+                       "trial_train_rows": len(trial_ts.frames["train"]),
                        "tuning_score": best.value, "preset": best.user_attrs.get("preset"),
                        ("cv_" if folds is not None else "valid_") + metric: best.value})
     history = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.user_attrs.get("params"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from batchml.datasets import LABEL
+from batchml.datasets import LABEL, WEIGHT, TrainingSet, tuning_sample
 from batchml.metrics import metric_value
 from batchml.models import fit_candidate
 from batchml.specs import CandidateSpec
@@ -108,3 +108,52 @@ def test_a_time_split_with_folds_is_refused():
     path = Path(__file__).parents[1] / "fixtures" / "specs" / "tiny.yaml"
     with pytest.raises(SpecError, match=r"training\.cv_folds: a time split is never shuffled into folds"):
         parse_spec(path.read_text() + "training: {cv_folds: 5}\n", path)
+
+
+def test_the_tuning_sample_keeps_every_positive_and_the_weighted_class_balance():
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"x": rng.normal(size=100_000), LABEL: (rng.random(100_000) < 0.03).astype("int8")})
+    sample = tuning_sample(frame, 10_000, seed=1)
+    positives = int(frame[LABEL].sum())
+    assert abs(len(sample) - 10_000) < 400
+    assert int(sample[LABEL].sum()) == positives  # the rare class whole
+    negatives = sample[sample[LABEL] == 0]
+    assert set(sample.loc[sample[LABEL] == 1, WEIGHT]) == {1.0}
+    # each kept negative stands for 1 / share of them: the weighted sum is the full split's count (within noise)
+    assert negatives[WEIGHT].sum() == pytest.approx(len(frame) - positives, rel=0.03)
+    pd.testing.assert_frame_equal(sample, tuning_sample(frame, 10_000, seed=1))  # seeded
+    # rows already weighted (training.negative_sample) keep their weight, times the new one
+    weighted = frame.assign(**{WEIGHT: np.where(frame[LABEL] == 1, 1.0, 10.0)})
+    assert tuning_sample(weighted, 10_000, seed=1)[WEIGHT].sum() == pytest.approx(
+        weighted[WEIGHT].sum(), rel=0.03)
+    # many positives: the same share of both classes, the rate unchanged and no weights needed
+    balanced = frame.assign(**{LABEL: (rng.random(100_000) < 0.4).astype("int8")})
+    even = tuning_sample(balanced, 10_000, seed=1)
+    assert WEIGHT not in even.columns and even[LABEL].mean() == pytest.approx(0.4, abs=0.02)
+    assert tuning_sample(frame, 200_000, seed=1) is frame  # not larger: as it is
+
+
+def test_trials_fit_the_tuning_sample_and_the_best_settings_are_refitted_on_all_train_rows(tiny_training_set,
+                                                                                          tiny_spec):
+    ts = tiny_training_set
+    n_train = len(ts.frames["train"])
+    tuning = tiny_spec.training.tuning.model_copy(update={"sample_rows": max(n_train // 4, 1_000)})
+    spec = tiny_spec.model_copy(update={"training": tiny_spec.training.model_copy(update={"tuning": tuning})})
+    assert n_train > tuning.sample_rows, "the tiny set must be larger than the sample for this test to mean anything"
+    lgbm = next(c for c in spec.training.candidates if c.kind == "lightgbm")
+    tuned = tune_candidate(lgbm, ts, spec, trials=2)
+    assert tuned.model.info["trial_train_rows"] < n_train
+    # the first trial is the reference preset fitted on the sample: not the score of the reference on all rows
+    sampled = TrainingSet({**ts.frames, "train": tuning_sample(ts.frames["train"], tuning.sample_rows, tuning.seed)},
+                          ts.features, ts.categorical)
+    on_sample = fit_candidate(lgbm, PRESETS["lightgbm"][0], sampled, 42, None)
+    assert tuned.trials[0]["value"] == pytest.approx(
+        metric_value("roc_auc", ts.y("valid"), on_sample.raw_proba(ts.X("valid"))), abs=1e-12)
+    # the returned model is the best settings refitted on every train row: what fit_candidate gives on the full set
+    best = tuned.trials[int(np.argmax([t["value"] for t in tuned.trials]))]
+    full = fit_candidate(lgbm, best["params"], ts, 42, None if best["preset"] is not None else
+                         spec.training.tuning.early_stopping_rounds)
+    p_test = tuned.model.predict_proba(ts.frames["test"])
+    assert np.allclose(p_test, full.predict_proba(ts.frames["test"]))

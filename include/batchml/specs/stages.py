@@ -102,6 +102,12 @@ class TuningSpec(SpecModel):
     early_stopping_rounds: int = Field(default=50, ge=1)
     """Validation tuning: boosted trees stop adding trees when the validation loss stalls this long."""
     seed: int = 42
+    sample_rows: int | None = Field(default=None, ge=1_000)
+    """Tuning on the validation split: the trials fit on about this many train rows (every positive while they are
+    under half of it, a seeded share of the negatives weighted up by 1 / share: `datasets.tuning_sample`), then the
+    best settings are refitted on the whole train split, stopping early on the whole validation split. For large
+    sets (twelve weekly snapshots of a million customers); the AUC it costs is measured in docs/benchmarks.md.
+    null: every trial fits every train row."""
     cv_below_rows: int | None = Field(default=50_000, ge=0)
     """A random split with fewer train + validation rows than this tunes on stratified k-fold cross-validation of
     those rows (`training.cv_folds` folds, or 5; the number of trees is tuned, not early-stopped) instead of one
