@@ -136,7 +136,7 @@ def chain_charts(path: Path = CHAIN) -> None:
     slopes = res.get("slopes") or {}
     title = "Whole chain, churn: time per stage against size"
     if slopes:
-        title += " (log-log slopes: " + ", ".join(f"{k.split(' ')[0]} {slopes[k]:.2f}" for k, _, _ in CHAIN_LINES
+        title += "\n(log-log slopes: " + ", ".join(f"{k.split(' ')[0]} {slopes[k]:.2f}" for k, _, _ in CHAIN_LINES
                                                   if k in slopes) + ")"
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", ncol=2, frameon=False)

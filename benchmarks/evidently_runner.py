@@ -78,10 +78,13 @@ def ensure_env(env_dir: Path = ENV_DIR, verbose: bool = True) -> Path:
     # `-m venv` from inside .venv builds on the same base interpreter (Python 3.11)
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
     pip = [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    out = subprocess.run([*pip, "install", "--quiet", "-r", str(REQUIREMENTS)], capture_output=True, text=True)
+    # the child environment (no PYTHONPATH): with `PYTHONPATH=include`, pip saw batchml's egg-info there and
+    # `pip check` failed on its requirements, which this environment must not have
+    out = subprocess.run([*pip, "install", "--quiet", "-r", str(REQUIREMENTS)], capture_output=True, text=True,
+                         env=_child_env())
     if out.returncode != 0:
         raise SystemExit(f"installing {REQUIREMENTS.name} into {env_dir} failed:\n{out.stdout}\n{out.stderr}")
-    check = subprocess.run([*pip, "check"], capture_output=True, text=True)
+    check = subprocess.run([*pip, "check"], capture_output=True, text=True, env=_child_env())
     if check.returncode != 0:
         raise SystemExit(f"{env_dir}: inconsistent packages after install (pip check):\n{check.stdout}")
     versions = json.loads(subprocess.run([str(python), __file__, "--versions"], check=True, capture_output=True,
