@@ -259,30 +259,37 @@ def _partition_day(name: str) -> dt.date | None:
 
 def read_partition(root: Path, source: str, day: dt.date, columns: list[str] | None = None):
     """Read one local landing partition into an Arrow table, with a clear error for missing or corrupt files."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     folder = root / source / partition_name(day)
-    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))) if folder.is_dir() else []
     if not folder.is_dir():
         raise LandingError(
             f"{folder}: partition {source}/{partition_name(day)} has not landed. "
             "Land it (or re-run the upstream ingestion), then clear this task."
         )
+    names = sorted(p.name for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
+    return read_parquet_files(folder, names, columns)
+
+
+def read_parquet_files(folder: Path, names: list[str], columns: list[str] | None = None, where: str = ""):
+    """The data files `names` of one partition folder as one Arrow table (None when there are none); a LandingError
+    names a corrupt file or files whose schemas differ, after `where` (e.g. "Source 'x', partition dt=D: ")."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     tables = []
-    for f in files:
+    for name in names:
         try:
-            tables.append(pq.read_table(f, columns=columns))
+            tables.append(pq.read_table(folder / name, columns=columns))
         except (pa.ArrowInvalid, OSError) as exc:
-            raise LandingError(
-                f"{f}: not a readable Parquet file ({exc}). Re-land this file, then clear this task."
-            ) from None
+            raise LandingError(f"{folder / name}: not a readable Parquet file ({exc}). {where}Re-land this file, "
+                               "then clear this task.") from None
     if not tables:
         return None
     try:
         return pa.concat_tables(tables)
     except pa.ArrowInvalid as exc:
-        raise LandingError(f"{folder}: files of one partition have different schemas ({exc}).") from None
+        raise LandingError(f"{folder}: files of one partition have different schemas ({exc}). Re-land the "
+                           "partition as one delivery (batchml ingest replaces a day whole), then clear this task."
+                           ) from None
 
 
 # Data lake: atomic publishing ------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from batchml.errors import LandingError
 from batchml.specs import UseCaseSpec
-from batchml.storage import partition_name
+from batchml.storage import partition_name, read_parquet_files
 from batchml.validation.gx import ValidationReport, failure_lines, is_row_wise, run_suite
 from batchml.validation.suites import Expectation, event_time_failures, raw_suite, schema_failures
 
@@ -119,27 +119,8 @@ class ValidationCache:
 
 def _read(part: Partition, columns: list[str] | None = None):
     """The partition as one Arrow table (None when it holds no data file); LandingError names a corrupt file."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    tables = []
-    for name in part.files:
-        path = part.folder / name
-        try:
-            tables.append(pq.read_table(path, columns=columns))
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise LandingError(
-                f"{path}: not a readable Parquet file ({exc}). Source {part.source!r}, partition {part.label}: "
-                "Re-land this file, then clear this task."
-            ) from None
-    if not tables:
-        return None
-    try:
-        return pa.concat_tables(tables)
-    except pa.ArrowInvalid as exc:
-        raise LandingError(f"{part.folder}: files of one partition have different schemas ({exc}). Re-land the "
-                           "partition as one delivery (batchml ingest replaces a day whole), then clear this task."
-                           ) from None
+    return read_parquet_files(part.folder, list(part.files), columns,
+                              where=f"Source {part.source!r}, partition {part.label}: ")
 
 
 def batch_suite(suite: list[Expectation]) -> tuple[list[Expectation], bool]:
