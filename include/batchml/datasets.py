@@ -145,10 +145,9 @@ def tuning_sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
     """About `rows` rows of a train split for the tuning trials to fit on (the frame itself when not larger).
 
     While the positives are at most half of `rows`: every positive and a seeded share of the negatives, these
-    weighted up by 1 / share (times any weight they carry: `downsample_negatives`), so the trials fit the real class
-    balance on the rare class's every row. With more positives: the same seeded share of every row, weights as
-    they are. Bernoulli draws: the size is `rows` give or take a few hundred, and the sample does not depend on
-    the frame's order within a class."""
+    weighted up by 1 / share (times any weight they carry: `downsample_negatives`), so the trials see every row of
+    the rare class and the real class balance. With more positives: the same seeded share of every row, weights as
+    they are. One seeded draw per row (Bernoulli): the size is about `rows`, the same for the same frame and seed."""
     if len(frame) <= rows:
         return frame
     positive = frame[LABEL].to_numpy() == 1
