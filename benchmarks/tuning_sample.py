@@ -27,6 +27,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "include") not in sys.path:
     sys.path.insert(0, str(REPO / "include"))
 
+from chain import BENCH_ROOT, LABEL, USE_CASE  # noqa: E402 - where the chain benchmark keeps each size's state
+
+
+def training_set_folder(size: int) -> Path:
+    """Where benchmarks/chain.py's training stage saved the training set of `size` customers (its BATCHML_HOME's
+    data root, then `datasets.prepare_training_set`'s layout)."""
+    return BENCH_ROOT / str(size) / "data" / "training" / USE_CASE / LABEL / "data"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,13 +52,13 @@ def main(argv=None) -> None:
     from batchml.specs import get_spec
     from batchml.training import tune_candidate
 
-    folder = REPO / ".local" / "bench" / "chain" / str(args.size) / "data" / "training" / "churn" / "chain" / "data"
+    folder = training_set_folder(args.size)
     if not (folder / "training_set.json").exists():
         raise SystemExit(f"{folder}: no training set; run `.venv/bin/python benchmarks/chain.py --sizes {args.size}` "
                          "first (it saves the one its training stage built)")
     command = shlex.join([".venv/bin/python", "benchmarks/tuning_sample.py", *(sys.argv[1:] if argv is None else argv)])
     ts = TrainingSet.load(folder)
-    spec = get_spec(REPO / "specs", "churn")
+    spec = get_spec(REPO / "specs", USE_CASE)
     rows = {name: len(frame) for name, frame in ts.frames.items()}
     print(f"training set of {args.size:,} customers: {rows} rows, {len(ts.features)} features; "
           f"{args.trials} trials per setting, no time budget", flush=True)
