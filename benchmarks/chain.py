@@ -4,6 +4,7 @@ at several sizes, each stage beside its single-machine reference, in the same ru
     .venv/bin/python benchmarks/chain.py                          # 10k, 100k and 1M customers (hours: see the docs)
     .venv/bin/python benchmarks/chain.py --quick                  # 10k only, 4 trials: a check that runs end to end
     .venv/bin/python benchmarks/chain.py --sizes 10000,100000 [--skip-evidently] [--trials N]
+    .venv/bin/python benchmarks/chain.py --retrain --sizes 1000000  # training again on a full run's snapshots
 
 Every stage of every size runs in a fresh subprocess of its own (so that its peak memory and its first-run costs are
 its own) and calls the package's step functions as the DAG tasks do, with BATCHML_HOME=.local/bench/chain/<size>
@@ -101,6 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tuning-sample-rows", type=int, default=1_000_000,
                    help="rows to tune on from {LARGE:,} customers, if TuningSpec has a sample option the spec leaves "
                         "unset")
+    p.add_argument("--retrain", action="store_true",
+                   help="re-run only the training stage of each size on the data and snapshots an earlier full run "
+                        "left, and replace that stage's figures in the results file (after a change to training)")
     p.add_argument("--out", type=Path, help="results file (default: see --quick)")
     p.add_argument("--no-charts", action="store_true", help="do not redraw docs/img/chain_*.png")
     p.add_argument("--child", nargs=2, metavar=("STAGE", "PAYLOAD_JSON"), help=argparse.SUPPRESS)
@@ -760,6 +764,28 @@ def run_size(args, pg, customers: int, evidently) -> dict:
     return out
 
 
+def retrain_size(args, pg, customers: int, previous: dict) -> dict:
+    """Only the training stage of a size, on the snapshots its last full run built; the other figures kept."""
+    home = BENCH_ROOT / str(customers)
+    print(f"\n{customers:,} customers, training only (BATCHML_HOME={home.relative_to(REPO)}) [{uptime()}]", flush=True)
+    snapshots = home / "data" / "features" / USE_CASE
+    if not snapshots.exists():
+        raise SystemExit(f"{snapshots}: no feature snapshots; run the full chain at {customers:,} first "
+                         f"(.venv/bin/python benchmarks/chain.py --sizes {customers})")
+    for entry in (home / "mlflow.db", home / "mlartifacts", home / "data" / "training"):
+        if entry.exists():  # a fresh registry: the gate has no champion to compare with, as in the full run
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    url, _ = create_database(pg, f"chain_{customers}_retrain")
+    plan = tuning_plan(args, customers)
+    write_spec(home, plan["set"])
+    out = {**previous, "tuning": plan, "stages": {**previous["stages"]}}
+    out["stages"]["training"] = SizeRun(home, url).run("training", trials=plan["trials"])
+    out["retrained_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    out["derived"] = derive(out)
+    report_size(out)
+    return out
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -1001,9 +1027,9 @@ def report(res: dict) -> None:
 # Main ---------------------------------------------------------------------------------------------------------------
 
 
-def save(res: dict, out: Path, started: float) -> None:
+def save(res: dict, out: Path, started: float, retrain: bool = False) -> None:
     res["machine"]["uptime_after"] = uptime()
-    res["total_s"] = time.perf_counter() - started
+    res["retrain_s" if retrain else "total_s"] = time.perf_counter() - started
     res["slopes"] = slopes(res["sizes"])
     res["targets"] = targets(res["sizes"])
     res["results_file"] = str(out.resolve().relative_to(REPO)) if out.resolve().is_relative_to(REPO) else str(out)
@@ -1020,7 +1046,7 @@ def main(argv=None) -> None:
     command = shlex.join(["PYTHONPATH=include", ".venv/bin/python", "benchmarks/chain.py",
                           *(sys.argv[1:] if argv is None else argv)])
     evidently = None
-    if not args.skip_evidently:
+    if not args.skip_evidently and not args.retrain:
         from evidently_runner import ensure_env, run_evidently
 
         ensure_env()  # once, before anything is timed
@@ -1034,17 +1060,30 @@ def main(argv=None) -> None:
            "sizes": []}
     print(f"benchmarks/chain.py: sizes {', '.join(f'{n:,}' for n in args.size_list)}; {uptime()}", flush=True)
     started = time.perf_counter()
+    if args.retrain:
+        if not args.out.exists():
+            raise SystemExit(f"{args.out}: no results to update; run the full chain first")
+        res = json.loads(args.out.read_text())
+        res["retrain_command"] = command
+        by_size = {s["customers"]: i for i, s in enumerate(res["sizes"])}
+        missing = [c for c in args.size_list if c not in by_size]
+        if missing:
+            raise SystemExit(f"{args.out} has no figures at {missing}: run the full chain at those sizes first")
     with LocalPostgres() as pg:
         print(f"PostgreSQL at {pg.url}", flush=True)
         for customers in args.size_list:
-            res["sizes"].append(run_size(args, pg, customers, evidently))
-            save(res, args.out, started)  # after every size: a failure at 1M keeps the smaller sizes' figures
+            if args.retrain:
+                i = by_size[customers]
+                res["sizes"][i] = retrain_size(args, pg, customers, res["sizes"][i])
+            else:
+                res["sizes"].append(run_size(args, pg, customers, evidently))
+            save(res, args.out, started, args.retrain)  # after every size: a failure at 1M keeps the smaller ones
     report(res)
     if not args.quick and not args.no_charts and args.out.resolve() == RESULTS.resolve():
         import chart
 
         chart.chain_charts()
-    print(f"total {res['total_s'] / 60:.1f} min")
+    print(f"total {res['retrain_s' if args.retrain else 'total_s'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -150,23 +150,39 @@ def rounds_of(model: BatchModel) -> dict:
     return params
 
 
-def untuned_references(spec: UseCaseSpec, ts: TrainingSet, folds: Folds | None) -> list[dict]:
+def untuned_references(spec: UseCaseSpec, ts: TrainingSet, folds: Folds | None,
+                       sample_rows: int | None = None) -> list[dict]:
     """The untuned references (the first preset of XGBoost, LightGBM and logistic regression, no spec settings):
-    fitted on train and scored on the test split, and cross-validated on `folds` when given."""
+    fitted on train and scored on the test split, and cross-validated on `folds` when given. With `sample_rows`
+    (and no folds), fitted on the tuning sample the trials used (`datasets.tuning_sample`, same seed), so that they
+    compare with the tuned settings fitted on that same sample."""
     seed = spec.training.tuning.seed
+    fit_on = sampled_training_set(ts, sample_rows, seed) if folds is None else ts
     out = []
     for kind in REFERENCE_KINDS:
         cand = CandidateSpec(name=f"untuned_{kind}", kind=kind)
         params = dict(PRESETS[kind][0])
-        model = fit_candidate(cand, params, ts, seed, None)
+        model = fit_candidate(cand, params, fit_on, seed, None)
         row = {"name": f"{kind} (untuned)", "kind": kind, "params": params,
+               "fitted_rows": len(fit_on.frames["train"]),
                "test": headline(ts.y("test"), model.predict_proba(ts.frames["test"]))}
         if folds is not None:
             row["cv"] = cross_validate(cand, params, ts, folds, seed)
-        log.info("Untuned %s: test ROC AUC %.4f%s", kind, row["test"]["roc_auc"],
+        log.info("Untuned %s (fitted on %d train rows): test ROC AUC %.4f%s", kind, row["fitted_rows"],
+                 row["test"]["roc_auc"],
                  f", {folds.k}-fold CV {row['cv']['roc_auc']:.4f}" if folds is not None else "")
         out.append(row)
     return out
+
+
+def sampled_training_set(ts: TrainingSet, sample_rows: int | None, seed: int) -> TrainingSet:
+    """`ts` with its train split replaced by the tuning sample (`ts` itself when no sample is asked for or the
+    split is not larger than it)."""
+    train = ts.frames["train"]
+    if sample_rows is None or len(train) <= sample_rows:
+        return ts
+    return TrainingSet({**ts.frames, "train": tuning_sample(train, sample_rows, seed)}, ts.features, ts.categorical,
+                       ts.lineage)
 
 
 # Tuning ----------------------------------------------------------------------------------------------------------
@@ -198,6 +214,9 @@ class TunedCandidate:
     trials: list[dict]
     seconds: float
     cv: dict | None = None  # the best trial's cross-validation, when the study tuned on folds
+    params: dict = field(default_factory=dict)  # the best trial's settings
+    on_sample: BatchModel | None = None
+    """The best settings as the trial fitted them on the tuning sample (None: the trials fitted every train row)."""
 
     @property
     def valid_score(self) -> float:
@@ -205,9 +224,13 @@ class TunedCandidate:
 
 
 def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, trials: int | None = None,
-                   timeout: int | None = None, folds: Folds | None | str = "auto") -> TunedCandidate:
+                   timeout: int | None = None, folds: Folds | None | str = "auto",
+                   refit: bool = True) -> TunedCandidate:
     """Optuna search within the budget (trials and seconds per candidate), known-good settings first; on `folds`
-    (default: `tuning_folds`) or the validation split. Returns the best configuration refitted on train."""
+    (default: `tuning_folds`) or the validation split. Returns the best configuration fitted on train: the best
+    trial's own model when the trials fitted every train row (a refit would repeat that very fit), refitted on
+    every train row when they fitted the tuning sample, unless `refit` is False (then the model is the sample's
+    fit: `refit_on_train` finishes it)."""
     import optuna
 
     from batchml.specs import SearchSpace
@@ -234,11 +257,10 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
         study.enqueue_trial({k: v for k, v in preset.items() if _within(search.get(k), v)}, user_attrs={"preset": i})
     y_valid = ts.y("valid")
     # trials on a sample of train (folds only exist below cv_below_rows: small sets are never sampled)
-    trial_ts = ts
-    if folds is None and tuning.sample_rows is not None and len(ts.frames["train"]) > tuning.sample_rows:
-        trial_ts = TrainingSet({**ts.frames, "train": tuning_sample(ts.frames["train"], tuning.sample_rows,
-                                                                     tuning.seed)},
-                               ts.features, ts.categorical, ts.lineage)
+    trial_ts = ts if folds is not None else sampled_training_set(ts, tuning.sample_rows, tuning.seed)
+    kept: dict[str, Any] = {}  # the best trial so far: number, value, fitted model
+
+    if trial_ts is not ts:
         log.info("%s: trials fit %d of %d train rows (tuning.sample_rows), the best is refitted on all of them",
                  cand.name, len(trial_ts.frames["train"]), len(ts.frames["train"]))
 
@@ -264,35 +286,65 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
         model = fit_candidate(cand, params, trial_ts, tuning.seed,
                               None if preset is not None else tuning.early_stopping_rounds)
         trial.set_user_attr("best_iteration", model.info.get("best_iteration"))
-        return metric_value(metric, y_valid, model.raw_proba(ts.X("valid")))
+        value = metric_value(metric, y_valid, model.raw_proba(ts.X("valid")))
+        if not kept or better(metric, value, kept["value"]):
+            kept.update(number=trial.number, value=value, model=model)
+        return value
 
     started = time.perf_counter()
     study.optimize(objective, n_trials=n_trials, timeout=timeout, gc_after_trial=False)
     seconds = time.perf_counter() - started
     best = study.best_trial
     params, from_preset = best.user_attrs["params"], best.user_attrs.get("preset") is not None
-    stopping = None if (folds is not None or from_preset) else tuning.early_stopping_rounds
-    model = fit_candidate(cand, params, ts, tuning.seed, stopping)
     on = f"{folds.k}-fold CV" if folds is not None else "validation"
     done = [t for t in study.trials if t.state.is_finished()]  # presets the budget left no time for stay queued
-    model.info.update({"trials": len(done), "tuning_seconds": round(seconds, 1), "tuned_on": on,
-                       "trial_train_rows": len(trial_ts.frames["train"]),
-                       "tuning_score": best.value, "preset": best.user_attrs.get("preset"),
-                       ("cv_" if folds is not None else "valid_") + metric: best.value})
+    record = {"trials": len(done), "tuning_seconds": round(seconds, 1), "tuned_on": on,
+              "trial_train_rows": len(trial_ts.frames["train"]),
+              "tuning_score": best.value, "preset": best.user_attrs.get("preset"),
+              ("cv_" if folds is not None else "valid_") + metric: best.value}
+    trial_model = kept["model"] if kept.get("number") == best.number else None
+    sampled = trial_model is not None and trial_ts is not ts
+    if trial_model is None or (sampled and refit):  # tuned on folds, or the sample's fit is not the final model
+        stopping = None if (folds is not None or from_preset) else tuning.early_stopping_rounds
+        model = fit_candidate(cand, params, ts, tuning.seed, stopping)
+        fitted_rows = len(ts.frames["train"])
+    else:
+        model, fitted_rows = trial_model, len(trial_ts.frames["train"])
+    model.info.update(record, fitted_rows=fitted_rows)
+    if sampled and model is not trial_model:
+        trial_model.info.update(record, fitted_rows=len(trial_ts.frames["train"]))
     history = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.user_attrs.get("params"),
                 "preset": t.user_attrs.get("preset"),
                 "seconds": round(t.duration.total_seconds(), 2) if t.duration else None} for t in done]
     log.info("%s: %d trials in %.0f s, best %s %s %.4f (%s%s)", cand.name, len(done), seconds, on, metric,
              best.value, params, ", a known-good preset" if from_preset else "")
     return TunedCandidate(cand.name, cand.kind, model, float(best.value), history, seconds,
-                          cv=best.user_attrs.get("cv"))
+                          cv=best.user_attrs.get("cv"), params=params, on_sample=trial_model if sampled else None)
+
+
+def refit_on_train(cand: CandidateSpec, tuned: TunedCandidate, ts: TrainingSet, spec: UseCaseSpec) -> BatchModel:
+    """A candidate tuned on the tuning sample, its best settings fitted on every train row (stopping early on the
+    validation split, unless they are a preset); the tuning record carried over."""
+    if tuned.model.info.get("fitted_rows") == len(ts.frames["train"]):
+        return tuned.model
+    stopping = None if tuned.model.info.get("preset") is not None else spec.training.tuning.early_stopping_rounds
+    model = fit_candidate(cand, tuned.params, ts, spec.training.tuning.seed, stopping)
+    model.info.update({k: v for k, v in tuned.model.info.items() if k not in model.info})
+    model.info["fitted_rows"] = len(ts.frames["train"])
+    return model
 
 
 def train_candidates(spec: UseCaseSpec, ref: TrainingSetRef, trials: int | None = None,
                      timeout: int | None = None) -> SelectedModel:
     """The training DAG's step: tune every candidate within the budget, pick the best on what they tuned on (the
     same folds or the same validation split for all), calibrate it. Each candidate is saved as
-    `candidate_<name>.joblib`, the selection as `selected.joblib`, the tuning history in `candidates.json`."""
+    `candidate_<name>.joblib`, the selection as `selected.joblib`, the tuning history in `candidates.json`.
+
+    When the trials fitted the tuning sample (`tuning.sample_rows`), only the selected candidate and the baseline
+    (the gate compares them on the test window) are refitted on every train row; the others keep their fit on the
+    sample, which is what their tuning score measured (`fitted_rows` says which is which). The selected candidate's
+    fit on the sample is kept as `candidate_<name>_on_sample.joblib`: the untuned references, fitted on the same
+    sample, are compared with it."""
     import joblib
 
     folder = Path(ref.run_dir)
@@ -301,23 +353,40 @@ def train_candidates(spec: UseCaseSpec, ref: TrainingSetRef, trials: int | None 
     folds = tuning_folds(spec, ts)
     tuned_on = ({"mode": "cv", "folds": folds.k, "rows": len(folds.frame), "seed": folds.seed} if folds is not None
                 else {"mode": "validation", "rows": len(ts.frames["valid"])})
-    results = []
+    tuned: dict[str, TunedCandidate] = {}
     for i, cand in enumerate(spec.training.candidates, start=1):
         log.info("Tuning candidate %d/%d: %s (%s) on %s", i, len(spec.training.candidates), cand.name, cand.kind,
                  f"{folds.k}-fold CV" if folds is not None else "the validation split")
-        tuned = tune_candidate(cand, ts, spec, trials=trials, timeout=timeout, folds=folds)
-        joblib.dump(tuned.model, folder / f"candidate_{cand.name}.joblib")
-        results.append({"name": cand.name, "kind": cand.kind, "score": tuned.score, "trials": len(tuned.trials),
-                        "seconds": round(tuned.seconds, 1), "params": tuned.model.info["params"],
-                        "preset": tuned.model.info.get("preset"), "cv": tuned.cv, "history": tuned.trials})
-    best = results[0]
-    for r in results[1:]:
-        if better(metric, r["score"], best["score"]):
-            best = r
-    model = calibrate(joblib.load(folder / f"candidate_{best['name']}.joblib"), ts, spec.training.calibration)
+        tuned[cand.name] = tune_candidate(cand, ts, spec, trials=trials, timeout=timeout, folds=folds, refit=False)
+    best = spec.training.candidates[0].name
+    for name, t in tuned.items():
+        if better(metric, t.score, tuned[best].score):
+            best = name
+    results = []
+    for cand in spec.training.candidates:
+        t = tuned[cand.name]
+        if t.on_sample is not None and cand.name in (best, spec.training.baseline):
+            started = time.perf_counter()
+            t.model = refit_on_train(cand, t, ts, spec)
+            log.info("%s: best settings refitted on all %d train rows in %.0f s", cand.name,
+                     t.model.info["fitted_rows"], time.perf_counter() - started)
+            if cand.name == best:
+                joblib.dump(t.on_sample, folder / f"candidate_{cand.name}_on_sample.joblib")
+        joblib.dump(t.model, folder / f"candidate_{cand.name}.joblib")
+        results.append({"name": cand.name, "kind": cand.kind, "score": t.score, "trials": len(t.trials),
+                        "seconds": round(t.seconds, 1), "params": t.model.info["params"],
+                        "preset": t.model.info.get("preset"), "cv": t.cv, "history": t.trials,
+                        "fitted_rows": t.model.info.get("fitted_rows"),
+                        "trial_train_rows": t.model.info.get("trial_train_rows")})
+    selected = next(r for r in results if r["name"] == best)
+    started = time.perf_counter()
+    model = calibrate(tuned[best].model, ts, spec.training.calibration)
+    log.info("%s: calibration %s on the %d validation rows in %.0f s", best, model.info.get("calibration", "none"),
+             len(ts.frames["valid"]), time.perf_counter() - started)
     joblib.dump(model, folder / "selected.joblib")
-    (folder / "candidates.json").write_text(json.dumps({"selected": best["name"], "metric": metric,
-                                                        "tuned_on": tuned_on, "candidates": results},
+    (folder / "candidates.json").write_text(json.dumps({"selected": best, "metric": metric,
+                                                        "tuned_on": tuned_on, "train_rows": len(ts.frames["train"]),
+                                                        "candidates": results},
                                                        indent=2, default=str))
-    log.info("Selected %s (%s %s %.4f)", best["name"], tuned_on["mode"], metric, best["score"])
-    return SelectedModel(run_dir=ref.run_dir, selected=best["name"], valid_score=best["score"])
+    log.info("Selected %s (%s %s %.4f)", best, tuned_on["mode"], metric, selected["score"])
+    return SelectedModel(run_dir=ref.run_dir, selected=best, valid_score=selected["score"])

@@ -157,3 +157,69 @@ def test_trials_fit_the_tuning_sample_and_the_best_settings_are_refitted_on_all_
                          spec.training.tuning.early_stopping_rounds)
     p_test = tuned.model.predict_proba(ts.frames["test"])
     assert np.allclose(p_test, full.predict_proba(ts.frames["test"]))
+
+
+def test_without_a_tuning_sample_the_best_trial_is_the_final_model_not_fitted_twice(tiny_training_set, tiny_spec,
+                                                                                     monkeypatch):
+    import batchml.training as training
+
+    fits = []
+    real_fit = training.fit_candidate
+    monkeypatch.setattr(training, "fit_candidate", lambda *a, **k: fits.append(a[2]) or real_fit(*a, **k))
+    ts = tiny_training_set
+    xgb = next(c for c in tiny_spec.training.candidates if c.kind == "xgboost")
+    tuned = tune_candidate(xgb, ts, tiny_spec, trials=3)
+    assert len(fits) == 3 and all(f is ts for f in fits)  # one fit per trial, none after them
+    assert tuned.on_sample is None and tuned.model.info["fitted_rows"] == len(ts.frames["train"])
+    best = tuned.trials[int(np.argmax([t["value"] for t in tuned.trials]))]
+    again = real_fit(xgb, best["params"], ts, 42, None if best["preset"] is not None else
+                     tiny_spec.training.tuning.early_stopping_rounds)
+    assert np.allclose(tuned.model.predict_proba(ts.frames["test"]), again.predict_proba(ts.frames["test"]))
+
+
+def _sampled_spec(spec, n_train: int):
+    tuning = spec.training.tuning.model_copy(update={"sample_rows": max(n_train // 4, 1_000)})
+    return spec.model_copy(update={"training": spec.training.model_copy(update={"tuning": tuning})})
+
+
+def test_with_a_tuning_sample_only_the_selected_candidate_and_the_baseline_are_refitted_on_every_row(
+        tiny_spec, tiny_lake, tmp_path):
+    import json
+
+    import joblib
+
+    from batchml.datasets import prepare_training_set
+    from batchml.evaluation import evaluate
+    from batchml.metrics import headline
+    from batchml.settings import Settings
+    from batchml.training import train_candidates
+    from sample_data import TINY_TRAINING_DATE
+
+    features_root, raw_root = tiny_lake
+    settings = Settings(data_root=features_root.parent, landing_url=str(raw_root))
+    ref = prepare_training_set(tiny_spec, settings, TINY_TRAINING_DATE, tmp_path / "run")
+    n_train = ref.rows["train"]
+    spec = _sampled_spec(tiny_spec, n_train)
+    sample_rows = spec.training.tuning.sample_rows
+    assert n_train > sample_rows
+    selected = train_candidates(spec, ref, trials=2, timeout=None)
+    folder = Path(ref.run_dir)
+    summary = json.loads((folder / "candidates.json").read_text())
+    fitted = {c["name"]: c["fitted_rows"] for c in summary["candidates"]}
+    sample_size = len(tuning_sample(TrainingSet.load(folder / "data").frames["train"], sample_rows, spec.training.tuning.seed))
+    assert fitted[selected.selected] == fitted[spec.training.baseline] == n_train
+    others = set(fitted) - {selected.selected, spec.training.baseline}
+    assert others and all(fitted[name] == sample_size for name in others)
+    for name in fitted:  # what is saved is what the summary says
+        assert joblib.load(folder / f"candidate_{name}.joblib").info["fitted_rows"] == fitted[name]
+    on_sample = joblib.load(folder / f"candidate_{selected.selected}_on_sample.joblib")
+    assert on_sample.info["fitted_rows"] == sample_size
+
+    # the untuned references are fitted on the same sample and compared with the tuned settings fitted on it
+    evaluate(spec, selected)
+    references = json.loads((folder / "evaluation.json").read_text())["references"]
+    assert {r["fitted_rows"] for r in references["rows"]} == {sample_size}
+    assert "tuning sample" in references["where"]
+    ts = TrainingSet.load(folder / "data")
+    assert references["roc_auc"] == pytest.approx(
+        headline(ts.y("test"), on_sample.predict_proba(ts.frames["test"]))["roc_auc"], abs=1e-12)
