@@ -261,8 +261,8 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
     kept: dict[str, Any] = {}  # the best trial so far: number, value, fitted model
 
     if trial_ts is not ts:
-        log.info("%s: trials fit %d of %d train rows (tuning.sample_rows), the best is refitted on all of them",
-                 cand.name, len(trial_ts.frames["train"]), len(ts.frames["train"]))
+        log.info("%s: trials fit %d of %d train rows (tuning.sample_rows)%s", cand.name, len(trial_ts.frames["train"]),
+                 len(ts.frames["train"]), ", the best is refitted on all of them" if refit else "")
 
     def objective(trial) -> float:
         preset = trial.user_attrs.get("preset")

@@ -105,8 +105,10 @@ class TuningSpec(SpecModel):
     sample_rows: int | None = Field(default=None, ge=1_000)
     """Tuning on the validation split: the trials fit on about this many train rows (every positive while they are
     under half of it, a seeded share of the negatives weighted up by 1 / share: `datasets.tuning_sample`), then the
-    best settings are refitted on the whole train split, stopping early on the whole validation split. For large
-    sets (twelve weekly snapshots of a million customers); the AUC it costs is measured in docs/benchmarks.md.
+    selected candidate and the baseline are refitted with their best settings on the whole train split, stopping
+    early on the whole validation split (the other candidates keep their fit on the sample; the untuned references
+    fit the same sample). For large sets (twelve weekly snapshots of a million customers); the AUC it costs is
+    measured in docs/benchmarks.md.
     null: every trial fits every train row."""
     cv_below_rows: int | None = Field(default=50_000, ge=0)
     """A random split with fewer train + validation rows than this tunes on stratified k-fold cross-validation of
