@@ -168,7 +168,7 @@ def compare_with_references(spec: UseCaseSpec, ts: TrainingSet, summary: dict, s
     candidate, references)."""
     import joblib
 
-    from batchml.training import cross_validate, report_folds, rounds_of, untuned_references
+    from batchml.training import REFERENCE_KINDS, cross_validate, report_folds, rounds_of, untuned_references
 
     folder = Path(summary["run_dir"])
     by_name = {c.name: c for c in spec.training.candidates}
@@ -187,7 +187,8 @@ def compare_with_references(spec: UseCaseSpec, ts: TrainingSet, summary: dict, s
                                                                 seed)
     on_sample = folder / f"candidate_{selected}_on_sample.joblib"
     sample_rows = spec.training.tuning.sample_rows if on_sample.exists() else None
-    rows = untuned_references(spec, ts, folds, sample_rows)
+    fitted = {kind: joblib.load(f) for kind in REFERENCE_KINDS if (f := folder / f"reference_{kind}.joblib").exists()}
+    rows = untuned_references(spec, ts, folds, sample_rows, fitted)
     on_folds = folds is not None and selected in cross_validation
     ours = cross_validation[selected]["roc_auc"] if on_folds else test_metrics["roc_auc"]
     where = (f"{folds.k}-fold cross-validation of the {len(folds.frame):,} train + validation rows" if on_folds

@@ -5,6 +5,8 @@ Everything takes labels (0/1) and probabilities and returns numbers or small tab
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -142,40 +144,49 @@ def segment_table(frame: pd.DataFrame, y: np.ndarray, p: np.ndarray, segments: l
 
 class _Ranked:
     """One model's scores sorted once (highest first, ties grouped), so each bootstrap resample is a weighting of
-    the same rows (how often each row was drawn): O(rows) per resample instead of a sort."""
+    the same rows (how often each row was drawn): O(rows) per resample instead of a sort, and the per-row terms
+    of the Brier score and the log loss computed once (a resample only weights them)."""
 
     def __init__(self, y: np.ndarray, p: np.ndarray):
         self.order = np.argsort(-p, kind="stable")
         self.y, self.p = np.asarray(y, dtype="float64")[self.order], np.asarray(p, dtype="float64")[self.order]
         starts = np.flatnonzero(np.r_[True, np.diff(self.p) != 0])
-        self.starts = starts  # first row of each group of tied scores
+        self.starts = starts if len(starts) < len(self.p) else None  # first row of each group of tied scores
+        q = np.clip(self.p, 1e-7, 1 - 1e-7)
+        self.squared_error = (self.p - self.y) ** 2
+        self.row_log_loss = -(self.y * np.log(q) + (1 - self.y) * np.log(1 - q))
+
+    def _groups(self, values: np.ndarray) -> np.ndarray:
+        return values if self.starts is None else np.add.reduceat(values, self.starts)
 
     def values(self, w: np.ndarray, metrics: tuple[str, ...]) -> dict[str, float]:
         """Metrics of the sample in which row i (original order) appears w[i] times."""
         w = np.asarray(w, dtype="float64")[self.order]
-        y, p = self.y, self.p
-        wp, wn = w * y, w * (1 - y)
-        P, N = wp.sum(), wn.sum()
+        y = self.y
+        wp = w * y
+        wn = w - wp
+        total = w.sum()
+        P = wp.sum()
+        N = total - P
         out: dict[str, float] = {}
-        pos_g, neg_g = np.add.reduceat(wp, self.starts), np.add.reduceat(wn, self.starts)
+        pos_g, neg_g = self._groups(wp), self._groups(wn)
         cum_pos = np.cumsum(pos_g)
         if "roc_auc" in metrics:  # P(score of a positive > score of a negative), ties count half
-            out["roc_auc"] = float((neg_g * (cum_pos - pos_g + 0.5 * pos_g)).sum() / (P * N)) if P and N else np.nan
+            out["roc_auc"] = float((neg_g @ cum_pos - 0.5 * (neg_g @ pos_g)) / (P * N)) if P and N else np.nan
         if "pr_auc" in metrics:  # scikit-learn's average precision: precision at each threshold x recall gained
-            cum_all = np.cumsum(pos_g + neg_g)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out["pr_auc"] = float((pos_g * np.where(cum_all > 0, cum_pos / cum_all, 0)).sum() / P) if P else np.nan
-        total = w.sum()
+            cum_all = np.cumsum(self._groups(w))
+            precision = np.divide(cum_pos, cum_all, out=np.zeros_like(cum_pos), where=cum_all > 0)
+            out["pr_auc"] = float(pos_g @ precision / P) if P else np.nan
         if "brier" in metrics:
-            out["brier"] = float((w * (p - y) ** 2).sum() / total)
+            out["brier"] = float(w @ self.squared_error / total)
         if "log_loss" in metrics:
-            q = np.clip(p, 1e-7, 1 - 1e-7)
-            out["log_loss"] = float(-(w * (y * np.log(q) + (1 - y) * np.log(1 - q))).sum() / total)
+            out["log_loss"] = float(w @ self.row_log_loss / total)
         if "top_decile_capture" in metrics:  # the first round(10%) rows by score, as metric_value ranks them
             k = max(1, int(round(total * 0.1)))
-            before = np.cumsum(w) - w
-            taken = np.clip(k - before, 0, w)
-            out["top_decile_capture"] = float((taken * y).sum() / max(P, 1))
+            drawn = np.cumsum(w)
+            i = int(np.searchsorted(drawn, k, side="right"))  # rows before i are taken whole, row i in part
+            captured = w[:i] @ y[:i] + ((k - (drawn[i - 1] if i else 0.0)) * y[i] if i < len(w) else 0.0)
+            out["top_decile_capture"] = float(captured / max(P, 1))
         return out
 
 
@@ -186,16 +197,24 @@ def bootstrap_intervals(y: np.ndarray, scores: dict[str, np.ndarray], metrics: t
     resamples (drawn from `seed`), so intervals of differences between models (`differences`: (a, b) pairs,
     a - b) are paired. Returns {"models": {name: {metric: [low, high]}}, "differences": {"a - b": {...}},
     "resamples", "level", "seed"}."""
+    from concurrent.futures import ThreadPoolExecutor
+
     y = np.asarray(y)
-    rng = np.random.default_rng(seed)
     ranked = {name: _Ranked(y, p) for name, p in scores.items()}
     draws: dict[str, dict[str, list[float]]] = {name: {m: [] for m in metrics} for name in scores}
     n = len(y)
-    for _ in range(resamples):
-        w = np.bincount(rng.integers(0, n, n), minlength=n)
-        for name, r in ranked.items():
-            for m, v in r.values(w, metrics).items():
-                draws[name][m].append(v)
+
+    def resample(seq: np.random.SeedSequence) -> dict[str, dict[str, float]]:
+        w = np.bincount(np.random.default_rng(seq).integers(0, n, n), minlength=n)
+        return {name: r.values(w, metrics) for name, r in ranked.items()}
+
+    # one seed per resample (so the result does not depend on the threads); numpy releases the GIL in the O(rows)
+    # work, so the resamples of a large test window run on every core (about 0.2 s each per model at 2 M rows)
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        for values in pool.map(resample, np.random.SeedSequence(seed).spawn(resamples)):
+            for name, got in values.items():
+                for m, v in got.items():
+                    draws[name][m].append(v)
     alpha = (1 - level) / 2
 
     def interval(values) -> list[float]:

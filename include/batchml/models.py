@@ -202,7 +202,8 @@ def calibrate(model: BatchModel, ts: TrainingSet, mode: str) -> BatchModel:
     Returns a copy; the input model is unchanged."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.frozen import FrozenEstimator
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.model_selection import StratifiedKFold
 
     from batchml.metrics import metric_value
 
@@ -217,9 +218,17 @@ def calibrate(model: BatchModel, ts: TrainingSet, mode: str) -> BatchModel:
         return CalibratedClassifierCV(FrozenEstimator(model.pipeline), method=method)
 
     if mode == "auto":
-        folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=0)
-        out_of_sample = cross_val_predict(calibrator(), X, y, cv=folds, method="predict_proba")[:, 1]
-        before, after = metric_value("brier", y, model.raw_proba(X)), metric_value("brier", y, out_of_sample)
+        # the check cross-fits what CalibratedClassifierCV fits (an isotonic map of the frozen model's decision
+        # values, or of its probabilities when it has none) on one prediction of the validation rows, instead of
+        # predicting them again in every fold (a million rows of a 500-tree model: about 20 s per prediction)
+        raw = model.raw_proba(X)
+        pipe = model.pipeline
+        decision = pipe.decision_function(X) if hasattr(pipe, "decision_function") else raw
+        out_of_sample = np.empty(len(y))
+        for fit_rows, held_out in StratifiedKFold(n_splits=2, shuffle=True, random_state=0).split(decision, y):
+            iso = IsotonicRegression(out_of_bounds="clip").fit(decision[fit_rows], y[fit_rows])
+            out_of_sample[held_out] = iso.predict(decision[held_out])
+        before, after = metric_value("brier", y, raw), metric_value("brier", y, out_of_sample)
         model.info["calibration_check"] = {"brier_raw": before, "brier_calibrated": after}
         if not after < before * 0.995:
             model.info["calibration"] = "none (did not help)"

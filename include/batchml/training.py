@@ -151,20 +151,27 @@ def rounds_of(model: BatchModel) -> dict:
 
 
 def untuned_references(spec: UseCaseSpec, ts: TrainingSet, folds: Folds | None,
-                       sample_rows: int | None = None) -> list[dict]:
+                       sample_rows: int | None = None, fitted: dict[str, BatchModel] | None = None) -> list[dict]:
     """The untuned references (the first preset of XGBoost, LightGBM and logistic regression, no spec settings):
     fitted on train and scored on the test split, and cross-validated on `folds` when given. With `sample_rows`
     (and no folds), fitted on the tuning sample the trials used (`datasets.tuning_sample`, same seed), so that they
-    compare with the tuned settings fitted on that same sample."""
+    compare with the tuned settings fitted on that same sample; `fitted` holds those a study's first trial already
+    fitted there (`TunedCandidate.reference`), by kind."""
     seed = spec.training.tuning.seed
-    fit_on = sampled_training_set(ts, sample_rows, seed) if folds is None else ts
+    sample_rows = sample_rows if folds is None else None
+    fitted = (fitted or {}) if sample_rows is not None else {}
+    fit_on: TrainingSet | None = None  # drawn only if a reference must be fitted here
     out = []
     for kind in REFERENCE_KINDS:
         cand = CandidateSpec(name=f"untuned_{kind}", kind=kind)
         params = dict(PRESETS[kind][0])
-        model = fit_candidate(cand, params, fit_on, seed, None)
-        row = {"name": f"{kind} (untuned)", "kind": kind, "params": params,
-               "fitted_rows": len(fit_on.frames["train"]),
+        model = fitted.get(kind)
+        if model is None:
+            if fit_on is None:
+                fit_on = sampled_training_set(ts, sample_rows, seed)
+            model = fit_candidate(cand, params, fit_on, seed, None)
+            model.info["fitted_rows"] = len(fit_on.frames["train"])
+        row = {"name": f"{kind} (untuned)", "kind": kind, "params": params, "fitted_rows": model.info["fitted_rows"],
                "test": headline(ts.y("test"), model.predict_proba(ts.frames["test"]))}
         if folds is not None:
             row["cv"] = cross_validate(cand, params, ts, folds, seed)
@@ -217,6 +224,9 @@ class TunedCandidate:
     params: dict = field(default_factory=dict)  # the best trial's settings
     on_sample: BatchModel | None = None
     """The best settings as the trial fitted them on the tuning sample (None: the trials fitted every train row)."""
+    reference: BatchModel | None = None
+    """The first trial's model when it is exactly the untuned reference fitted on the tuning sample (the candidate
+    fixes no setting of its own): `untuned_references` need not fit it again."""
 
     @property
     def valid_score(self) -> float:
@@ -259,6 +269,7 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
     # trials on a sample of train (folds only exist below cv_below_rows: small sets are never sampled)
     trial_ts = ts if folds is not None else sampled_training_set(ts, tuning.sample_rows, tuning.seed)
     kept: dict[str, Any] = {}  # the best trial so far: number, value, fitted model
+    reference: dict[str, BatchModel] = {}
 
     if trial_ts is not ts:
         log.info("%s: trials fit %d of %d train rows (tuning.sample_rows)%s", cand.name, len(trial_ts.frames["train"]),
@@ -287,6 +298,9 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
                               None if preset is not None else tuning.early_stopping_rounds)
         trial.set_user_attr("best_iteration", model.info.get("best_iteration"))
         value = metric_value(metric, y_valid, model.raw_proba(ts.X("valid")))
+        if preset == 0 and not cand.params and trial_ts is not ts:  # PRESETS[kind][0] on the tuning sample
+            model.info["fitted_rows"] = len(trial_ts.frames["train"])
+            reference["model"] = model
         if not kept or better(metric, value, kept["value"]):
             kept.update(number=trial.number, value=value, model=model)
         return value
@@ -319,7 +333,8 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
     log.info("%s: %d trials in %.0f s, best %s %s %.4f (%s%s)", cand.name, len(done), seconds, on, metric,
              best.value, params, ", a known-good preset" if from_preset else "")
     return TunedCandidate(cand.name, cand.kind, model, float(best.value), history, seconds,
-                          cv=best.user_attrs.get("cv"), params=params, on_sample=trial_model if sampled else None)
+                          cv=best.user_attrs.get("cv"), params=params, on_sample=trial_model if sampled else None,
+                          reference=reference.get("model"))
 
 
 def refit_on_train(cand: CandidateSpec, tuned: TunedCandidate, ts: TrainingSet, spec: UseCaseSpec) -> BatchModel:
@@ -372,6 +387,9 @@ def train_candidates(spec: UseCaseSpec, ref: TrainingSetRef, trials: int | None 
                      t.model.info["fitted_rows"], time.perf_counter() - started)
             if cand.name == best:
                 joblib.dump(t.on_sample, folder / f"candidate_{cand.name}_on_sample.joblib")
+        reference = folder / f"reference_{cand.kind}.joblib"
+        if t.reference is not None and not reference.exists():
+            joblib.dump(t.reference, reference)  # untuned_references reuses it
         joblib.dump(t.model, folder / f"candidate_{cand.name}.joblib")
         results.append({"name": cand.name, "kind": cand.kind, "score": t.score, "trials": len(t.trials),
                         "seconds": round(t.seconds, 1), "params": t.model.info["params"],

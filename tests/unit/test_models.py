@@ -31,6 +31,27 @@ def test_calibration_is_kept_only_when_it_helps(tiny_training_set, tiny_spec):
     assert model.calibrated is None and "calibration" not in model.info  # the input model is not changed
 
 
+@pytest.mark.parametrize("kind", ["logistic_regression", "xgboost"])
+def test_the_calibration_check_is_what_scikit_learn_cross_fits(kind, tiny_training_set, tiny_spec):
+    """The check predicts the validation rows once and cross-fits the isotonic map itself; its out-of-sample Brier
+    score must be the one of scikit-learn's own cross-fitting of CalibratedClassifierCV over the frozen model
+    (which predicts the rows again in every fold)."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from batchml.metrics import metric_value
+
+    cand = next(c for c in tiny_spec.training.candidates if c.kind == kind)
+    model = fit_candidate(cand, {}, tiny_training_set, 0, None if kind == "logistic_regression" else 10)
+    check = calibrate(model, tiny_training_set, "auto").info["calibration_check"]
+    X, y = model._frame(tiny_training_set.X("valid")), tiny_training_set.y("valid")
+    theirs = cross_val_predict(CalibratedClassifierCV(FrozenEstimator(model.pipeline), method="isotonic"), X, y,
+                               cv=StratifiedKFold(n_splits=2, shuffle=True, random_state=0), method="predict_proba")
+    assert check["brier_calibrated"] == pytest.approx(metric_value("brier", y, theirs[:, 1]), abs=1e-12)
+    assert check["brier_raw"] == pytest.approx(metric_value("brier", y, model.raw_proba(X)), abs=1e-12)
+
+
 @pytest.mark.parametrize(("kind", "last"), [("xgboost", 39), ("lightgbm", 40)])
 def test_without_early_stopping_every_tree_counts(kind, last, tiny_training_set):
     from batchml.specs import CandidateSpec

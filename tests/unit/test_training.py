@@ -223,3 +223,9 @@ def test_with_a_tuning_sample_only_the_selected_candidate_and_the_baseline_are_r
     ts = TrainingSet.load(folder / "data")
     assert references["roc_auc"] == pytest.approx(
         headline(ts.y("test"), on_sample.predict_proba(ts.frames["test"]))["roc_auc"], abs=1e-12)
+    # the references the studies' first trials fitted are reused: exactly what fitting them again gives
+    reused = sorted(f.name for f in folder.glob("reference_*.joblib"))
+    assert reused == sorted(f"reference_{c.kind}.joblib" for c in spec.training.candidates if not c.params)
+    again = untuned_references(spec, ts, None, sample_rows)
+    assert [r["test"]["roc_auc"] for r in references["rows"]] == pytest.approx(
+        [r["test"]["roc_auc"] for r in again], abs=1e-12)
