@@ -1021,7 +1021,9 @@ def report(res: dict) -> None:
         verdict = ("met" if t["met"] else "NOT met") if t["applies"] else \
             ("would be met" if t["met"] else "not met") + f" (at {t['customers']:,}; the goal is for larger sizes)"
         print(f"  {t['target']}: {t['text']}: {verdict}")
-    print(f"\nreproduce: {res['command']}\nwritten: {res['results_file']}")
+    print(f"\nreproduce: {res['command']}" + (f"\n  then, training again: {res['retrain_command']}"
+                                               if res.get("retrain_command") else "")
+          + f"\nwritten: {res['results_file']}")
 
 
 # Main ---------------------------------------------------------------------------------------------------------------
