@@ -66,9 +66,6 @@ EVENT_JOB_CONFS = {
     # a busy merchant's partition of the union holds tens of thousands of rows; above this many the window operator
     # switches from an in-memory array to a spillable sorter, which is several times slower per row
     "spark.sql.windowExec.buffer.in.memory.threshold": "1000000",
-    # the first_seen joins match on (group, value) while the scored rows are already partitioned by the group (the
-    # block's window): a join may then use that partitioning instead of shuffling the wide scored rows again
-    "spark.sql.requireAllClusterKeysForCoPartition": "false",
 }
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -405,11 +402,9 @@ class EventFeatureJob:
                               [p.lookback])
                   .select(g, c).distinct().select(g, c, F.lit(True).alias("__in_lookback")))
         today = scored.groupBy(g, c).agg(F.min("__t").alias("__first_t"))
-        # plain equality on the group (a row without one has no history to have seen anything in): an eqNullSafe
-        # key is rewritten to coalesce(...), which no longer matches the scored rows' partitioning by the group
-        pairs = today.join(before, on=[today[g] == before[g], today[c].eqNullSafe(before[c])], how="left")
+        pairs = today.join(before, on=[today[g].eqNullSafe(before[g]), today[c].eqNullSafe(before[c])], how="left")
         pairs = pairs.select(today[g].alias("__pg"), today[c].alias("__pc"), "__first_t", "__in_lookback")
-        joined = scored.join(pairs, on=[scored[g] == pairs["__pg"], scored[c].eqNullSafe(pairs["__pc"])],
+        joined = scored.join(pairs, on=[scored[g].eqNullSafe(pairs["__pg"]), scored[c].eqNullSafe(pairs["__pc"])],
                              how="left")
         seen = F.coalesce(F.col("__in_lookback"), F.lit(False)) | (F.col("__first_t") < F.col("__t"))
         return joined.select(*scored.columns, F.when(seen, 1).otherwise(0).cast("bigint").alias(f"__seen_{c}"))
