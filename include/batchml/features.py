@@ -30,14 +30,7 @@ from typing import TYPE_CHECKING
 
 from batchml.errors import LandingError, SpecError
 from batchml.partitions import as_of_timestamp, snapshot_day, window_days
-from batchml.results import (
-    CheckedFeatures,
-    LandedRaw,
-    PublishedFeatures,
-    RawChecked,
-    SnapshotsReady,
-    StagedFeatures,
-)
+from batchml.results import CheckedFeatures, PublishedFeatures, RawChecked, SnapshotsReady, StagedFeatures
 from batchml.settings import Settings
 from batchml.sparkconf import (  # noqa: F401 - SPARK_TYPES re-exported
     JAVA_OPTIONS,
@@ -373,51 +366,6 @@ def run_feature_job(
     return result
 
 
-SNAPSHOT_COLUMN = "__snapshot"
-"""The column a several-date job partitions its output by (the as-of date as text; dropped from the files)."""
-
-
-def run_snapshot_job(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, dates: list[dt.date],
-                     staging_dirs: dict[dt.date, Path], scratch: Path) -> dict[dt.date, FeatureJobResult]:
-    """The feature tables of several as-of dates in one Spark job (the union of each date's own plan, so every
-    table is exactly what `run_feature_job` builds for its date), one Parquet file per date moved into
-    `staging_dirs[date]`. One job instead of one per date: on small data a job's fixed costs (scheduling, code
-    generation, the plan's small jobs) are most of its time; a training run builds twelve snapshots."""
-    import shutil
-    from functools import reduce
-
-    import pyarrow.parquet as pq
-    from pyspark.sql import functions as F
-
-    from batchml.storage import single_parquet_file
-
-    started = time.perf_counter()
-    tables = [build_features(spark, spec, raw_root, d) for d in dates]
-    union = reduce(lambda a, b: a.unionByName(b), tables)
-    # each date's rows in one task (hash of its date), sorted by entity: one file per date, as run_feature_job writes
-    (union.withColumn(SNAPSHOT_COLUMN, F.col(AS_OF_COLUMN).cast("string"))
-     .repartition(SNAPSHOT_COLUMN).sortWithinPartitions(SNAPSHOT_COLUMN, spec.entity.key)
-     .write.mode("overwrite").partitionBy(SNAPSHOT_COLUMN).parquet(str(scratch)))
-    seconds = time.perf_counter() - started
-    out: dict[dt.date, FeatureJobResult] = {}
-    for d in dates:
-        folder = scratch / f"{SNAPSHOT_COLUMN}={d.isoformat()}"
-        target = staging_dirs[d]
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        if folder.is_dir():
-            staged = single_parquet_file(folder).rename(target / "part-00000.parquet")
-        else:  # no row as of this date: no folder; its own job writes the empty table the checks will refuse
-            staged = Path(run_feature_job(spark, spec, raw_root, d, target).staged_file)
-        meta = pq.read_metadata(staged)
-        out[d] = FeatureJobResult(str(staged), meta.num_rows, meta.schema.to_arrow_schema().names, seconds)
-    shutil.rmtree(scratch, ignore_errors=True)
-    log.info("Feature job %s as of %d dates (%s .. %s): %s rows in one Spark job, %.1f s", spec.name, len(dates),
-             dates[0], dates[-1], f"{sum(r.rows for r in out.values()):,}", seconds)
-    return out
-
-
 # Steps of the feature DAG (and of the training DAG, for missing snapshots) -----------------------------------------
 
 
@@ -456,44 +404,12 @@ def publish_feature_partition(spec: UseCaseSpec, settings: Settings, checked: Ch
     return PublishedFeatures(as_of=checked.as_of, path=str(path), rows=checked.rows, data_docs=checked.data_docs)
 
 
-SNAPSHOT_JOB_BYTES = 256 * 2**20
-"""Snapshots share one Spark job while the raw files they read add up to less than this (twelve snapshots of ten
-thousand customers read a few MB each); a larger snapshot gets a job of its own, as the feature DAG runs it."""
-
-
-def snapshot_batches(landed: dict[dt.date, LandedRaw], budget: int = SNAPSHOT_JOB_BYTES) -> list[list[dt.date]]:
-    """The missing snapshots in groups that each run as one Spark job, oldest first: consecutive dates while the
-    raw bytes they read (each date's partitions counted for it) stay under `budget`."""
-    from batchml.storage import partition_name
-
-    def raw_bytes(item: LandedRaw) -> int:
-        root = Path(item.raw_root)
-        return sum(f.stat().st_size for source, days in item.partitions.items() for d in days
-                   for f in (root / source / partition_name(d)).glob("*") if f.is_file())
-
-    batches: list[list[dt.date]] = []
-    size = 0
-    for d in sorted(landed):
-        need = raw_bytes(landed[d])
-        if batches and size + need <= budget:
-            batches[-1].append(d)
-            size += need
-        else:
-            batches.append([d])
-            size = need
-    return batches
-
-
 def ensure_snapshots(spark, spec: UseCaseSpec, settings: Settings, training_date: dt.date,
                      label: str) -> SnapshotsReady:
     """Build, check and publish every planned snapshot's feature partition that is missing (the feature DAG's steps,
     in one Spark session); partitions already published are left as they are. `spark` is a session, or a function
-    returning a context manager of one, called only when a snapshot is missing (a JVM start saved otherwise).
-
-    Small snapshots are built several to a Spark job (`snapshot_batches`), the raw partitions of such a group
-    checked in one pass first; each snapshot is then checked and published on its own, as the feature DAG publishes
-    a partition."""
-    from contextlib import nullcontext
+    returning a context manager of one, called only when a snapshot is missing (a JVM start saved otherwise)."""
+    from contextlib import ExitStack, nullcontext
 
     from batchml import validation
     from batchml.partitions import landed_raw, snapshot_plan
@@ -502,36 +418,17 @@ def ensure_snapshots(spark, spec: UseCaseSpec, settings: Settings, training_date
     snapshots = snapshot_plan(spec, training_date).all
     missing = [s for s in snapshots
                if not (feature_partition_dir(settings.features_root, spec.name, s) / DATA_FILE).exists()]
-    if not missing:
-        return SnapshotsReady(training_date=training_date, snapshots=snapshots, built=[])
-    landed = {d: landed_raw(spec, settings, d) for d in missing}
-    done = 0
-    opened = spark() if callable(spark) and not hasattr(spark, "sparkContext") else nullcontext(spark)
-    with opened as session:
-        for batch in snapshot_batches(landed):
+    with ExitStack() as stack:
+        session = None
+        for i, as_of in enumerate(missing, start=1):
+            if session is None:
+                opened = spark() if callable(spark) and not hasattr(spark, "sparkContext") else nullcontext(spark)
+                session = stack.enter_context(opened)
             started = time.perf_counter()
-            # the raw partitions the batch reads, checked in one pass (each once per content, as always)
-            every = {source: sorted({d for b in batch for d in landed[b].partitions.get(source, [])})
-                     for source in dict.fromkeys(s for b in batch for s in landed[b].partitions)}
-            newest = landed[batch[-1]]
-            checked = validation.validate_raw_partitions(
-                spec, settings, LandedRaw(as_of=newest.as_of, raw_root=newest.raw_root, partitions=every), label)
-            raw = {d: RawChecked.extending(landed[d], raw_checks=checked.raw_checks, data_docs=checked.data_docs)
-                   for d in batch}
-            if len(batch) == 1:
-                staged = {batch[0]: build_feature_partition(session, spec, settings, raw[batch[0]], label)}
-            else:
-                jobs = run_snapshot_job(session, spec, Path(newest.raw_root), batch,
-                                        {d: staging_dir(spec, settings, d) / label for d in batch},
-                                        settings.staging_root / "features" / spec.name / f"_snapshots_{label}")
-                staged = {d: StagedFeatures.extending(raw[d], staged_file=jobs[d].staged_file, rows=jobs[d].rows,
-                                                      job_seconds=round(jobs[d].seconds, 1)) for d in batch}
-            for d in batch:
-                publish_feature_partition(spec, settings,
-                                          validation.validate_feature_partition(spec, settings, staged[d], label),
-                                          label)
-                done += 1
-            log.info("Snapshot%s %s of %d (%s) built, checked and published in %.0f s",
-                     "s" if len(batch) > 1 else "", f"{done - len(batch) + 1}-{done}" if len(batch) > 1 else done,
-                     len(missing), ", ".join(map(str, batch)), time.perf_counter() - started)
+            checked = validation.validate_raw_partitions(spec, settings, landed_raw(spec, settings, as_of), label)
+            staged = build_feature_partition(session, spec, settings, checked, label)
+            publish_feature_partition(spec, settings, validation.validate_feature_partition(spec, settings, staged,
+                                                                                            label), label)
+            log.info("Snapshot %d/%d (%s) built and published in %.0f s", i, len(missing), as_of,
+                     time.perf_counter() - started)
     return SnapshotsReady(training_date=training_date, snapshots=snapshots, built=missing)

@@ -216,34 +216,3 @@ def test_a_task_session_leaves_a_session_already_running_in_the_process_running(
     with spark_session("local[2]", {}, "a-task") as session:
         assert session.sparkContext is spark.sparkContext
     assert spark.range(3).count() == 3
-
-
-def test_snapshots_built_in_one_job_are_the_tables_their_own_jobs_build(spark, churn_spec, small_landing,
-                                                                        small_as_of, tmp_path):
-    from batchml.features import SNAPSHOT_COLUMN, run_snapshot_job, snapshot_batches
-    from batchml.partitions import landed_raw
-    from batchml.settings import Settings
-
-    raw = Path(small_landing.url)
-    dates = [small_as_of - dt.timedelta(days=d) for d in (7, 3, 0)]  # every 90-day window has landed
-    jobs = run_snapshot_job(spark, churn_spec, raw, dates, {d: tmp_path / "together" / d.isoformat() for d in dates},
-                            tmp_path / "scratch")
-    for d in dates:
-        alone = pd.read_parquet(run_feature_job(spark, churn_spec, raw, d, tmp_path / "alone" / str(d)).staged_file)
-        together = pd.read_parquet(jobs[d].staged_file)
-        assert Path(jobs[d].staged_file).parent == tmp_path / "together" / d.isoformat()
-        assert SNAPSHOT_COLUMN not in together.columns and jobs[d].rows == len(alone) > 400
-        pd.testing.assert_frame_equal(together, alone)
-    assert not (tmp_path / "scratch").exists()
-
-    # grouping: consecutive dates share a job while the raw bytes they read fit the budget
-    settings = Settings(home=tmp_path / "home", landing_url=small_landing.url)
-    landed = {d: landed_raw(churn_spec, settings, d) for d in dates}
-    assert snapshot_batches(landed) == [dates]
-    assert snapshot_batches(landed, budget=0) == [[d] for d in dates]
-    def size(d):
-        return sum(f.stat().st_size for s, days in landed[d].partitions.items() for day in days
-                   for f in (raw / s / f"dt={day.isoformat()}").glob("*") if f.is_file())
-
-    assert snapshot_batches(landed, budget=size(dates[0])) == [[d] for d in dates]
-    assert snapshot_batches(landed, budget=size(dates[0]) + size(dates[1])) == [dates[:2], dates[2:]]
