@@ -377,7 +377,12 @@ def train_candidates(spec: UseCaseSpec, ref: TrainingSetRef, trials: int | None 
     for name, t in tuned.items():
         if better(metric, t.score, tuned[best].score):
             best = name
+    for stale in folder.glob("reference_*.joblib"):  # an earlier attempt's, if the task is retried
+        stale.unlink()
+    for stale in folder.glob("candidate_*_on_sample.joblib"):
+        stale.unlink()
     results = []
+    references: set[str] = set()
     for cand in spec.training.candidates:
         t = tuned[cand.name]
         if t.on_sample is not None and cand.name in (best, spec.training.baseline):
@@ -387,9 +392,9 @@ def train_candidates(spec: UseCaseSpec, ref: TrainingSetRef, trials: int | None 
                      t.model.info["fitted_rows"], time.perf_counter() - started)
             if cand.name == best:
                 joblib.dump(t.on_sample, folder / f"candidate_{cand.name}_on_sample.joblib")
-        reference = folder / f"reference_{cand.kind}.joblib"
-        if t.reference is not None and not reference.exists():
-            joblib.dump(t.reference, reference)  # untuned_references reuses it
+        if t.reference is not None and cand.kind not in references:
+            references.add(cand.kind)
+            joblib.dump(t.reference, folder / f"reference_{cand.kind}.joblib")  # untuned_references reuses it
         joblib.dump(t.model, folder / f"candidate_{cand.name}.joblib")
         results.append({"name": cand.name, "kind": cand.kind, "score": t.score, "trials": len(t.trials),
                         "seconds": round(t.seconds, 1), "params": t.model.info["params"],
