@@ -292,8 +292,8 @@ def evaluate(spec: UseCaseSpec, selected: SelectedModel) -> EvaluatedModel:
         "plots": {k: str(v) for k, v in plots.items()},
         "selected_info": model.info,
     }
-    # the reference monitoring compares against: the test window's features and scores, stored with the version
     lap("tables")
+    # the reference monitoring compares against: the test window's features and scores, stored with the version
     profile, sample = build_profile(test[ts.features], ts.categorical, p, result["shap_importance"], test_metrics)
     save_reference(folder / "reference", profile, sample)
     lap("monitoring_reference")

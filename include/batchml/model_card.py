@@ -116,7 +116,7 @@ def render_model_card(spec: UseCaseSpec, folder: Path, ts: TrainingSet, version:
                         "preset": c.get("preset"), "params": _round(c["params"]),
                         "fitted_rows": c.get("fitted_rows"), "trial_train_rows": c.get("trial_train_rows"),
                         "selected": c["name"] == summary["selected"]} for c in summary["candidates"]],
-        "train_rows": summary.get("train_rows") or lineage["rows"]["train"],
+        "train_rows": lineage["rows"]["train"],
         "references": references,
         "reference_tests": [{"name": r["name"], "test_roc_auc": r["test"]["roc_auc"],
                              "fitted_rows": r.get("fitted_rows")} for r in references.get("rows", [])],

@@ -317,31 +317,27 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
               "tuning_score": best.value, "preset": best.user_attrs.get("preset"),
               ("cv_" if folds is not None else "valid_") + metric: best.value}
     trial_model = kept["model"] if kept.get("number") == best.number else None
-    sampled = trial_model is not None and trial_ts is not ts
-    if trial_model is None or (sampled and refit):  # tuned on folds, or the sample's fit is not the final model
+    fitted_on = trial_ts
+    if trial_model is None:  # tuned on folds: no trial fitted the train split, so the best settings are fitted now
         stopping = None if (folds is not None or from_preset) else tuning.early_stopping_rounds
-        model = fit_candidate(cand, params, ts, tuning.seed, stopping)
-        fitted_rows = len(ts.frames["train"])
-    else:
-        model, fitted_rows = trial_model, len(trial_ts.frames["train"])
-    model.info.update(record, fitted_rows=fitted_rows)
-    if sampled and model is not trial_model:
-        trial_model.info.update(record, fitted_rows=len(trial_ts.frames["train"]))
+        trial_model, fitted_on = fit_candidate(cand, params, ts, tuning.seed, stopping), ts
+    trial_model.info.update(record, fitted_rows=len(fitted_on.frames["train"]))
     history = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.user_attrs.get("params"),
                 "preset": t.user_attrs.get("preset"),
                 "seconds": round(t.duration.total_seconds(), 2) if t.duration else None} for t in done]
     log.info("%s: %d trials in %.0f s, best %s %s %.4f (%s%s)", cand.name, len(done), seconds, on, metric,
              best.value, params, ", a known-good preset" if from_preset else "")
-    return TunedCandidate(cand.name, cand.kind, model, float(best.value), history, seconds,
-                          cv=best.user_attrs.get("cv"), params=params, on_sample=trial_model if sampled else None,
-                          reference=reference.get("model"))
+    tuned = TunedCandidate(cand.name, cand.kind, trial_model, float(best.value), history, seconds,
+                           cv=best.user_attrs.get("cv"), params=params,
+                           on_sample=trial_model if fitted_on is not ts else None, reference=reference.get("model"))
+    if refit and tuned.on_sample is not None:
+        tuned.model = refit_on_train(cand, tuned, ts, spec)
+    return tuned
 
 
 def refit_on_train(cand: CandidateSpec, tuned: TunedCandidate, ts: TrainingSet, spec: UseCaseSpec) -> BatchModel:
     """A candidate tuned on the tuning sample, its best settings fitted on every train row (stopping early on the
     validation split, unless they are a preset); the tuning record carried over."""
-    if tuned.model.info.get("fitted_rows") == len(ts.frames["train"]):
-        return tuned.model
     stopping = None if tuned.model.info.get("preset") is not None else spec.training.tuning.early_stopping_rounds
     model = fit_candidate(cand, tuned.params, ts, spec.training.tuning.seed, stopping)
     model.info.update({k: v for k, v in tuned.model.info.items() if k not in model.info})
@@ -408,8 +404,7 @@ def train_candidates(spec: UseCaseSpec, ref: TrainingSetRef, trials: int | None 
              len(ts.frames["valid"]), time.perf_counter() - started)
     joblib.dump(model, folder / "selected.joblib")
     (folder / "candidates.json").write_text(json.dumps({"selected": best, "metric": metric,
-                                                        "tuned_on": tuned_on, "train_rows": len(ts.frames["train"]),
-                                                        "candidates": results},
+                                                        "tuned_on": tuned_on, "candidates": results},
                                                        indent=2, default=str))
     log.info("Selected %s (%s %s %.4f)", best, tuned_on["mode"], metric, selected["score"])
     return SelectedModel(run_dir=ref.run_dir, selected=best, valid_score=selected["score"])
