@@ -201,6 +201,49 @@ def test_bad_data_in_an_older_partition_is_caught_and_named(case, days_back, fra
             assert fragment in message, message
 
 
+def test_partitions_within_their_tolerance_pass_from_the_batch_run(churn_spec, landing_copy, small_as_of, tmp_path,
+                                                                   monkeypatch):
+    """A batch of partitions runs strict (no `mostly`); a partition whose new categories stay within its 10%
+    tolerance passes from that run's counts, and only the partition over it is validated again on its own."""
+    import batchml.validation.raw as raw
+
+    tolerated, over = small_as_of - dt.timedelta(days=10), small_as_of - dt.timedelta(days=20)
+    _rewrite(landing_copy, "transactions", tolerated,
+             lambda t: _set(t, "category", _first_rows(t, "category", "crypto", n=5)))
+    _rewrite(landing_copy, "transactions", over,
+             lambda t: _set(t, "category", _first_rows(t, "category", "crypto", n=t.num_rows // 5)))
+    runs, real = [], raw.run_suite
+    monkeypatch.setattr(raw, "run_suite", lambda df, name, *a, **k: runs.append((name, len(df))) or real(df, name, *a, **k))
+    root, cache = Path(landing_copy.url), tmp_path / "cache"
+    with pytest.raises(DataValidationError) as err:
+        validate_raw(churn_spec, root, small_as_of, tmp_path / "gx", "drift", cache_root=cache)
+    message = str(err.value)
+    assert f"partition dt={over} of 'transactions'" in message and "expect_column_values_to_be_in_set" in message
+    assert f"dt={tolerated}" not in message
+    over_rows = pq.read_table(_partition_file(landing_copy, "transactions", over)).num_rows
+    assert [n for name, n in runs if name == "churn.raw.transactions"][1:] == [over_rows]  # the batch, then `over`
+    # the tolerated partition was recorded as passed: once `over` is fixed, only it is validated again
+    _rewrite(landing_copy, "transactions", over, lambda t: _set(t, "category", pa.array(
+        ["groceries"] * t.num_rows, t.schema.field("category").type)))
+    fixed = _counts(validate_raw(churn_spec, root, small_as_of, tmp_path / "gx", "fixed", cache_root=cache))
+    assert fixed["transactions"] == (1, 89)
+
+
+def test_mostly_follows_great_expectations_rule():
+    from great_expectations.expectations.expectation import _mostly_success
+
+    from batchml.validation.raw import mostly_success, mostly_tolerances
+
+    for considered, unexpected, mostly in [(100, 10, 0.9), (100, 11, 0.9), (7, 0, 1.0), (3, 1, 0.5), (1000, 1, 0.999)]:
+        assert mostly_success(considered, unexpected, mostly) == _mostly_success(considered, unexpected, mostly)
+    suite = [("expect_column_values_to_be_in_set", {"column": "a", "value_set": [1], "mostly": 0.9}),
+             ("expect_column_values_to_be_in_set", {"column": "b", "value_set": [1], "mostly": 1.0}),
+             ("expect_column_values_to_not_be_null", {"column": "a", "mostly": 0.5}),
+             ("expect_column_values_to_be_between", {"column": "c", "min_value": 0, "mostly": 0.8}),
+             ("expect_column_values_to_be_between", {"column": "c", "max_value": 9, "mostly": 0.7})]
+    assert mostly_tolerances(suite) == {("expect_column_values_to_be_in_set", "a"): 0.9}
+
+
 def test_events_outside_their_partition_day_fail_the_raw_check(churn_spec, landing_copy, small_as_of, tmp_path):
     import datetime
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,7 +132,8 @@ def _report(suite_name: str, validation, rows: int, docs: str | None) -> Validat
 def run_suite(df, suite_name: str, expectations: list[Expectation], gx_root: Path, label: str,
               index_column: str | None = None) -> ValidationReport:
     """Validate a pandas DataFrame with a file-backed GX checkpoint that updates Data Docs. With `index_column`, each
-    failure also lists the distinct values of that column on every unexpected row (`unexpected_in`)."""
+    failure also lists the distinct values of that column on every unexpected row (`unexpected_in`) and how many
+    unexpected rows each holds (`unexpected_by`)."""
     with _locked(gx_root):
         context = _gx_context(gx_root)
         datasource = context.data_sources.add_or_update_pandas("batchml")
@@ -153,7 +155,11 @@ def run_suite(df, suite_name: str, expectations: list[Expectation], gx_root: Pat
         for failure, result in zip(report.failures, [r for r in validation.results if not r.success], strict=True):
             rows = (result.result or {}).get("unexpected_index_list")
             failure.pop("unexpected_list", None)
-            failure["unexpected_in"] = None if rows is None else sorted({str(r.get(index_column)) for r in rows})
+            if rows is None:
+                failure["unexpected_in"] = failure["unexpected_by"] = None
+                continue
+            failure["unexpected_by"] = dict(Counter(str(r.get(index_column)) for r in rows))
+            failure["unexpected_in"] = sorted(failure["unexpected_by"])
     return report
 
 

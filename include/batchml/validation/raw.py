@@ -8,9 +8,11 @@ partition fails until it is fixed.
 
 How: partitions not yet validated are read with pyarrow (a corrupt file or a wrong physical type fails here, naming
 the file), checked for timestamps outside their day, then validated with GX in batches of concatenated partitions
-for the row-wise expectations (one GX run for many small partitions). Any partition of a failed batch, or with
-a schema problem, an empty required partition, or an expectation that is not row-wise (uniqueness, row counts), is
-validated on its own with the full suite, so that a failure names the source, the partition date, the file, the
+for the row-wise expectations (one GX run for many small partitions, strict: without `mostly`). A partition whose
+unexpected rows in a failed batch stay within the expectation's `mostly` passes (GX's rule, applied to the
+partition's own counts: a drifted category under its tolerance costs no second run). Any other partition of a
+failed batch, or with a schema problem, an empty required partition, or an expectation that is not row-wise
+(uniqueness, row counts), is validated on its own with the full suite, so that a failure names the source, the partition date, the file, the
 expectation and sample values.
 """
 
@@ -145,6 +147,25 @@ def batch_suite(suite: list[Expectation]) -> tuple[list[Expectation], bool]:
     return out, exact
 
 
+def mostly_tolerances(suite: list[Expectation]) -> dict[tuple[str, str], float]:
+    """`mostly` of each single-column row-wise expectation of the suite that has one (below 1), by (expectation,
+    column): what a partition may hold of unexpected rows and still pass. Not-null checks count every row rather
+    than the non-null ones, and an expectation listed twice for a column is ambiguous: neither is included."""
+    seen: dict[tuple[str, str], list[float | None]] = {}
+    for name, kwargs in suite:
+        if "column" in kwargs and is_row_wise(name):
+            seen.setdefault((name, kwargs["column"]), []).append(kwargs.get("mostly"))
+    return {key: values[0] for key, values in seen.items()
+            if len(values) == 1 and values[0] is not None and values[0] < 1
+            and key[0] != "expect_column_values_to_not_be_null"}
+
+
+def mostly_success(considered: int, unexpected: int, mostly: float) -> bool:
+    """GX's own rule for a column map expectation: vacuously true without a non-null value, else the share of
+    expected values among the non-null ones is at least `mostly`."""
+    return considered == 0 or (considered - unexpected) / considered >= mostly
+
+
 @dataclass
 class SourceResult:
     """What validating one source's partitions found."""
@@ -176,6 +197,7 @@ def validate_source(spec: UseCaseSpec, source: str, raw_root: Path, days: list[d
         result.report.partitions_unchanged = result.cached
         return result
     batched, whole = batch_suite(suite)
+    tolerances = mostly_tolerances(suite)
 
     single: list[tuple[Partition, object]] = []  # validated on their own, with the full suite
     batch: list[tuple[Partition, object]] = []
@@ -187,13 +209,26 @@ def validate_source(spec: UseCaseSpec, source: str, raw_root: Path, days: list[d
             return
         frame = pd.concat([t.to_pandas().assign(**{PARTITION_COLUMN: p.label}) for p, t in batch], ignore_index=True)
         report = run_suite(frame, name, batched, gx_root, label, index_column=PARTITION_COLUMN)
-        del frame
-        # partitions with an unexpected row are validated on their own (their own tolerance, their own samples);
-        # a failure that names no rows (an error) sends the whole batch there
-        suspects = set()
+        # a partition whose unexpected rows stay within the expectation's `mostly` passes it, as GX would judge the
+        # partition alone; any other partition with an unexpected row is validated on its own (its own samples),
+        # and a failure that names no rows (an error) sends the whole batch there
+        suspects, tolerated = set(), set()
         for failure in report.failures:
-            rows = failure.get("unexpected_in")
-            suspects |= set(rows) if rows else {p.label for p, _ in batch}
+            counts = failure.get("unexpected_by")
+            if not counts:
+                suspects |= {p.label for p, _ in batch}
+                continue
+            mostly = tolerances.get((failure["expectation"], failure.get("column")))
+            considered = frame.groupby(PARTITION_COLUMN)[failure["column"]].count() if mostly is not None else None
+            for part_label, unexpected in counts.items():
+                if mostly is not None and mostly_success(int(considered.get(part_label, 0)), unexpected, mostly):
+                    tolerated.add(part_label)
+                else:
+                    suspects.add(part_label)
+        del frame
+        if tolerated - suspects:
+            log.info("%s: %d partition(s) within the `mostly` tolerance of their failed batch expectation(s)",
+                     name, len(tolerated - suspects))
         for p, t in batch:
             if p.label in suspects:
                 single.append((p, t))
