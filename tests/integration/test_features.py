@@ -216,3 +216,27 @@ def test_a_task_session_leaves_a_session_already_running_in_the_process_running(
     with spark_session("local[2]", {}, "a-task") as session:
         assert session.sparkContext is spark.sparkContext
     assert spark.range(3).count() == 3
+
+
+def test_a_failed_snapshot_check_stops_training_snapshots_before_anything_later_is_published(
+        spark, small_training_spec, training_landing, tmp_path):
+    """The training DAG's snapshot step checks each snapshot while the next one's Spark job runs: a check that fails
+    is still raised, the snapshots before it stay published, and nothing from it on is."""
+    from batchml.errors import DataValidationError
+    from batchml.features import ensure_snapshots
+    from batchml.partitions import snapshot_plan
+    from batchml.settings import Settings
+    from batchml.storage import feature_partition_dir
+    from sample_data import SMALL_TRAINING_DATE
+
+    plan = snapshot_plan(small_training_spec, SMALL_TRAINING_DATE).all
+    data = small_training_spec.model_dump()
+    data["expectations"]["features"] = [*data["expectations"]["features"], {  # the third snapshot fails this
+        "expectation": "expect_column_values_to_be_in_set",
+        "kwargs": {"column": AS_OF_COLUMN, "value_set": [d.isoformat() for d in plan[:2]]}}]
+    spec = UseCaseSpec.model_validate(data)
+    settings = Settings(home=tmp_path / "home", landing_url=training_landing.url)
+    with pytest.raises(DataValidationError, match=f"expect_column_values_to_be_in_set on {AS_OF_COLUMN}"):
+        ensure_snapshots(spark, spec, settings, SMALL_TRAINING_DATE, "failing")
+    published = [d for d in plan if (feature_partition_dir(settings.features_root, "churn", d) / "part-0.parquet").exists()]
+    assert published == plan[:2]
