@@ -156,10 +156,14 @@ def untuned_references(spec: UseCaseSpec, ts: TrainingSet, folds: Folds | None,
     fitted on train and scored on the test split, and cross-validated on `folds` when given. With `sample_rows`
     (and no folds), fitted on the tuning sample the trials used (`datasets.tuning_sample`, same seed), so that they
     compare with the tuned settings fitted on that same sample; `fitted` holds those a study's first trial already
-    fitted there (`TunedCandidate.reference`), by kind."""
+    fitted on those rows (`TunedCandidate.reference`: on the sample, or on the whole train split), by kind."""
     seed = spec.training.tuning.seed
     sample_rows = sample_rows if folds is None else None
-    fitted = (fitted or {}) if sample_rows is not None else {}
+    train_rows = len(ts.frames["train"])
+    sampled = sample_rows is not None and train_rows > sample_rows
+    # a reference fitted on other rows than these (a sample when none applies, or the reverse) is fitted again
+    fitted = {kind: m for kind, m in (fitted or {}).items()
+              if folds is None and sampled == (m.info.get("fitted_rows") != train_rows)}
     fit_on: TrainingSet | None = None  # drawn only if a reference must be fitted here
     out = []
     for kind in REFERENCE_KINDS:
@@ -225,8 +229,9 @@ class TunedCandidate:
     on_sample: BatchModel | None = None
     """The best settings as the trial fitted them on the tuning sample (None: the trials fitted every train row)."""
     reference: BatchModel | None = None
-    """The first trial's model when it is exactly the untuned reference fitted on the tuning sample (the candidate
-    fixes no setting of its own): `untuned_references` need not fit it again."""
+    """The first trial's model when it is exactly the untuned reference fitted on the rows the trials fit (the
+    tuning sample, or the whole train split; the candidate fixes no setting of its own): `untuned_references` need
+    not fit it again."""
 
     @property
     def valid_score(self) -> float:
@@ -298,7 +303,7 @@ def tune_candidate(cand: CandidateSpec, ts: TrainingSet, spec: UseCaseSpec, tria
                               None if preset is not None else tuning.early_stopping_rounds)
         trial.set_user_attr("best_iteration", model.info.get("best_iteration"))
         value = metric_value(metric, y_valid, model.raw_proba(ts.X("valid")))
-        if preset == 0 and not cand.params and trial_ts is not ts:  # PRESETS[kind][0] on the tuning sample
+        if preset == 0 and not cand.params:  # PRESETS[kind][0] on the rows the trials fit (sample or all)
             model.info["fitted_rows"] = len(trial_ts.frames["train"])
             reference["model"] = model
         if not kept or better(metric, value, kept["value"]):

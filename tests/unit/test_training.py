@@ -229,3 +229,30 @@ def test_with_a_tuning_sample_only_the_selected_candidate_and_the_baseline_are_r
     again = untuned_references(spec, ts, None, sample_rows)
     assert [r["test"]["roc_auc"] for r in references["rows"]] == pytest.approx(
         [r["test"]["roc_auc"] for r in again], abs=1e-12)
+
+
+def test_without_a_sample_the_references_are_the_first_trials_on_every_train_row(tiny_spec, tiny_lake, tmp_path):
+    """With no tuning sample the studies' first trials fit the untuned presets on the whole train split: the
+    evaluation reuses them, and they score exactly what fitting the references again gives."""
+    import json
+
+    from batchml.datasets import prepare_training_set
+    from batchml.evaluation import evaluate
+    from batchml.settings import Settings
+    from batchml.training import train_candidates, tuning_folds
+    from sample_data import TINY_TRAINING_DATE
+
+    features_root, raw_root = tiny_lake
+    settings = Settings(data_root=features_root.parent, landing_url=str(raw_root))
+    ref = prepare_training_set(tiny_spec, settings, TINY_TRAINING_DATE, tmp_path / "run")
+    folder = Path(ref.run_dir)
+    ts = TrainingSet.load(folder / "data")
+    assert tiny_spec.training.tuning.sample_rows is None and tuning_folds(tiny_spec, ts) is None
+    evaluate(tiny_spec, train_candidates(tiny_spec, ref, trials=2, timeout=None))
+    reused = sorted(f.name for f in folder.glob("reference_*.joblib"))
+    assert reused == sorted(f"reference_{c.kind}.joblib" for c in tiny_spec.training.candidates if not c.params)
+    references = json.loads((folder / "evaluation.json").read_text())["references"]
+    assert {r["fitted_rows"] for r in references["rows"]} == {ref.rows["train"]}
+    again = untuned_references(tiny_spec, ts, None)
+    assert [r["test"]["roc_auc"] for r in references["rows"]] == pytest.approx(
+        [r["test"]["roc_auc"] for r in again], abs=1e-12)
