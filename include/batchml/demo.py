@@ -25,15 +25,18 @@ DEMO_USE_CASE = "churn"
 # Eleven months of history: the training window (12 weekly snapshots with purge gaps, 30-day labels) and the
 # 90-day feature lookback before its oldest snapshot fit before the demo date.
 # From DEMO_DRIFT_START the drift knob shifts activity, amounts, channel mix and adds a category, so that the
-# monitoring part of the demo has something to find.
-DEMO_DRIFT_START = dt.date(2026, 7, 3)
+# monitoring part of the demo has something to find. It starts on the demo date (whose features read only the days
+# before it), so that monitoring sees it five days later, 35 days after the first model's newest snapshot: the
+# retraining's weekly snapshots then fall on the same days as five of the first model's, which it reuses.
+DEMO_DRIFT_START = dt.date(2026, 7, 1)
 DEMO_DATA = GeneratorConfig(customers=10_000, start=dt.date(2025, 10, 1), days=335, seed=7,
                             drift_start=DEMO_DRIFT_START, drift_strength=2.0)
 DEMO_FEATURE_DATE = dt.date(2026, 7, 1)
-# Days monitored after the drift starts (a few, to keep the demo short); it stops at the first request.
-DEMO_MONITORED_DAYS = [DEMO_DRIFT_START + dt.timedelta(days=d) for d in (2, 5, 7, 9)]
+# Days monitored after the drift starts (a few, to keep the demo short); it stops at the first request or
+# scheduled retraining.
+DEMO_MONITORED_DAYS = [DEMO_DRIFT_START + dt.timedelta(days=d) for d in (5, 7, 9, 12)]
 # The demo tunes with a smaller budget than the spec's (scheduled runs use the spec's), to keep it to minutes.
-DEMO_TUNING = {"trials": 8, "timeout_seconds": 25}
+DEMO_TUNING = {"trials": 4, "timeout_seconds": 15}
 
 
 def say(message: str = "") -> None:
