@@ -132,6 +132,27 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+def host_speed() -> dict[str, float]:
+    """Seconds of two fixed single-core workloads (interpreted Python; a numpy sort), best of three: how fast this
+    host is right now. The same 2-core VM has measured the same benchmark at twice the wall time on another day, so
+    figures are compared between runs only next to this probe."""
+    import time
+
+    import numpy as np
+
+    def best(work) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - started)
+        return round(min(times), 3)
+
+    data = np.random.default_rng(0).random(16_000_000)
+    return {"python_loop_s": best(lambda: sum(i * i for i in range(3_000_000))),
+            "numpy_sort_s": best(lambda: np.sort(data))}
+
+
 def ts_literal(day: dt.date) -> str:
     """Midnight UTC at the start of `day` as a DuckDB literal (no interval arithmetic: it would follow the session
     time zone's calendar)."""

@@ -44,7 +44,7 @@ for _path in (REPO / "include", BENCH):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from feature_job import Monitor, load_average  # noqa: E402 - after the path setup
+from feature_job import Monitor, host_speed, load_average  # noqa: E402 - after the path setup
 
 RESULTS = REPO / "benchmarks" / "results" / "fraud_day.json"
 SPEC = REPO / "specs" / "fraud.yaml"
@@ -179,8 +179,10 @@ def main(argv=None) -> None:
                            "BATCHML_WAREHOUSE_URL": pg.url, "BATCHML_SPECS_DIR": str(specs)})
         results = run_day(args, root, landing, day, as_of)
     results["generator"] = dataclasses.asdict(cfg)
+    speed = host_speed()
+    print(f"host speed probe (lower is faster): {speed}", flush=True)
     results.update({"command": command(args), "date": day.isoformat(), "transactions_per_day": args.transactions,
-                    "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+                    "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "speed": speed},
                     "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=str))
