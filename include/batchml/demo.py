@@ -9,10 +9,13 @@ each output in place (nothing is duplicated).
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,13 +65,35 @@ def airflow_bin() -> str:
     raise SystemExit("The `airflow` command is not installed in this environment: run ./bin/demo to set it up.")
 
 
-def migrate_metadata_db(settings: Settings) -> None:
+def start_metadata_db_migration(settings: Settings) -> Callable[[], None]:
+    """Start `airflow db migrate` in a subprocess (the demo generates its data meanwhile); returns the function that
+    waits for it and stops the demo if it failed."""
     log_dir = settings.home / "logs" / "dag-runs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "airflow-db-migrate.log", "w") as log:
-        done = subprocess.run([airflow_bin(), "db", "migrate"], stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"`airflow db migrate` failed; see {log_dir / 'airflow-db-migrate.log'}")
+    log_file = log_dir / "airflow-db-migrate.log"
+    with open(log_file, "w") as log:
+        migration = subprocess.Popen([airflow_bin(), "db", "migrate"], stdout=log, stderr=subprocess.STDOUT)
+
+    def wait() -> None:
+        if migration.wait() != 0:
+            raise SystemExit(f"`airflow db migrate` failed; see {log_file}")
+
+    return wait
+
+
+def preload_libraries() -> None:
+    """Import the heavy libraries the DAG runs use (Great Expectations, MLflow, SHAP, the boosters: several seconds
+    of imports) in a background thread while the metadata DB migrates and the data is generated, rather than on the
+    first DAG runs' path. A failed import is left to the task that needs it to report."""
+
+    def load() -> None:
+        for name in ("great_expectations", "mlflow", "shap", "lightgbm", "xgboost"):
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - reported by the task that imports it
+                return
+
+    threading.Thread(target=load, name="batchml-preload", daemon=True).start()
 
 
 def run_dag(settings: Settings, dag_id: str, day: dt.date, conf: dict | None = None) -> DagRunOutcome:
@@ -103,8 +128,9 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
     landing = Landing(settings.landing_url)
 
     say(f"batchml demo: use case {spec.name!r}, local state in {settings.home}")
-    say("1/4 Airflow metadata DB (SQLite, embedded) ...")
-    migrate_metadata_db(settings)
+    say("1/4 Airflow metadata DB (SQLite, embedded): migrating in the background ...")
+    wait_for_migration = start_metadata_db_migration(settings)
+    preload_libraries()
 
     say(f"2/4 Demo data: {DEMO_DATA.customers:,} customers, {DEMO_DATA.start} to {DEMO_DATA.end} -> {landing.url}")
     gen = generate(DEMO_DATA, landing, progress=lambda m: say(f"    {m}"))
@@ -113,6 +139,7 @@ def run(use_case: str = DEMO_USE_CASE, as_of: dt.date = DEMO_FEATURE_DATE) -> in
         + ": " + ", ".join(f"{n:,} {s}" for s, n in gen.rows.items())
     )
 
+    wait_for_migration()
     say(f"3/4 Train and score as of {as_of} (the DAGs, run by Airflow's dag.test; logs in "
         f"{settings.home / 'logs' / 'dag-runs'})")
     for dag_kind, conf in (("features", None), ("training", {"reason": "batchml demo", **DEMO_TUNING}),
