@@ -411,9 +411,9 @@ def ensure_snapshots(spark, spec: UseCaseSpec, settings: Settings, training_date
     returning a context manager of one, called only when a snapshot is missing (a JVM start saved otherwise).
 
     The raw partitions of all missing snapshots are checked first, together (a bad one fails the step before any
-    Spark job). A snapshot's feature checks and publish run in a worker thread while the next snapshot's Spark job runs (the
-    checks are Python, the job mostly the JVM): a failed check stops the loop before the next snapshot is checked,
-    and is raised as the feature DAG would raise it."""
+    Spark job). A snapshot's feature checks and publish run in a worker thread while the next snapshot's Spark job
+    runs (the checks are Python, the job mostly the JVM): a failed check stops the loop before the next snapshot is
+    checked, and is raised as the feature DAG would raise it."""
     from concurrent.futures import ThreadPoolExecutor
     from contextlib import ExitStack, nullcontext
 

@@ -238,5 +238,6 @@ def test_a_failed_snapshot_check_stops_training_snapshots_before_anything_later_
     settings = Settings(home=tmp_path / "home", landing_url=training_landing.url)
     with pytest.raises(DataValidationError, match=f"expect_column_values_to_be_in_set on {AS_OF_COLUMN}"):
         ensure_snapshots(spark, spec, settings, SMALL_TRAINING_DATE, "failing")
-    published = [d for d in plan if (feature_partition_dir(settings.features_root, "churn", d) / "part-0.parquet").exists()]
+    published = [d for d in plan
+                 if (feature_partition_dir(settings.features_root, "churn", d) / "part-0.parquet").exists()]
     assert published == plan[:2]

@@ -12,8 +12,8 @@ for the row-wise expectations (one GX run for many small partitions, strict: wit
 unexpected rows in a failed batch stay within the expectation's `mostly` passes (GX's rule, applied to the
 partition's own counts: a drifted category under its tolerance costs no second run). Any other partition of a
 failed batch, or with a schema problem, an empty required partition, or an expectation that is not row-wise
-(uniqueness, row counts), is validated on its own with the full suite, so that a failure names the source, the partition date, the file, the
-expectation and sample values.
+(uniqueness, row counts), is validated on its own with the full suite, so that a failure names the source, the
+partition date, the file, the expectation and sample values.
 """
 
 from __future__ import annotations
