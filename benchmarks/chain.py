@@ -344,7 +344,8 @@ def stage_snapshots(a: dict, meter: Meter) -> dict:
     one Spark session (the raw history is already validated)."""
     import pyarrow.parquet as pq
 
-    from batchml.features import ensure_snapshots, spark_session
+    from batchml.datasets import ensure_snapshots
+    from batchml.features import spark_session
     from batchml.storage import feature_partition_file
 
     settings, spec = _env()

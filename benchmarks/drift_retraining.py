@@ -57,7 +57,7 @@ def main() -> int:
         logging.getLogger(name).setLevel(logging.INFO)
 
     from batchml import features, gate, monitoring, registry, score_table, scoring, validation
-    from batchml.datasets import prepare_training_set
+    from batchml.datasets import ensure_snapshots, prepare_training_set
     from batchml.evaluation import evaluate
     from batchml.generate import GeneratorConfig, generate
     from batchml.partitions import landed_raw
@@ -90,7 +90,7 @@ def main() -> int:
             spec, settings, staged, "bench"), "bench")
 
     def train(day: dt.date, request: TrainingRequest) -> dict:
-        features.ensure_snapshots(spark, spec, settings, day, "bench")
+        ensure_snapshots(spark, spec, settings, day, "bench")
         ref = prepare_training_set(spec, settings, day, settings.data_root / "training" / f"run_{day}")
         evaluated = evaluate(spec, train_candidates(spec, ref, args.trials, args.timeout))
         result = gate.register_and_gate(spec, settings, evaluated, f"bench_{day}", request)

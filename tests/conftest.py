@@ -280,7 +280,7 @@ def training_snapshots(spark, small_training_spec, training_landing, tmp_root):
     """The feature partitions of every snapshot `small_training_spec` plans for SMALL_TRAINING_DATE, built once with
     the feature DAG's own steps (checks included). Tests that are not about building snapshots copy them with
     sample_data.copy_training_snapshots instead of paying a Spark job per snapshot."""
-    from batchml.features import ensure_snapshots
+    from batchml.datasets import ensure_snapshots
     from batchml.settings import Settings
 
     settings = Settings(home=tmp_root / "snapshots_home", landing_url=training_landing.url)

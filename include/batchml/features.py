@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from batchml.errors import LandingError, SpecError
 from batchml.partitions import as_of_timestamp, snapshot_day, window_days
-from batchml.results import CheckedFeatures, PublishedFeatures, RawChecked, SnapshotsReady, StagedFeatures
+from batchml.results import CheckedFeatures, PublishedFeatures, RawChecked, StagedFeatures
 from batchml.settings import Settings
 from batchml.sparkconf import (  # noqa: F401 - SPARK_TYPES re-exported
     JAVA_OPTIONS,
@@ -402,60 +402,3 @@ def publish_feature_partition(spec: UseCaseSpec, settings: Settings, checked: Ch
     remove_tree(staging_dir(spec, settings, checked.as_of))  # this run's and earlier failed runs' staging folders
     log.info("Published %s (%d rows)", path, checked.rows)
     return PublishedFeatures(as_of=checked.as_of, path=str(path), rows=checked.rows, data_docs=checked.data_docs)
-
-
-def ensure_snapshots(spark, spec: UseCaseSpec, settings: Settings, training_date: dt.date,
-                     label: str) -> SnapshotsReady:
-    """Build, check and publish every planned snapshot's feature partition that is missing (the feature DAG's steps,
-    in one Spark session); partitions already published are left as they are. `spark` is a session, or a function
-    returning a context manager of one, called only when a snapshot is missing (a JVM start saved otherwise).
-
-    The raw partitions of all missing snapshots are checked first, together (a bad one fails the step before any
-    Spark job). A snapshot's feature checks and publish run in a worker thread while the next snapshot's Spark job
-    runs (the checks are Python, the job mostly the JVM): a failed check stops the loop before the next snapshot is
-    checked, and is raised as the feature DAG would raise it."""
-    from concurrent.futures import ThreadPoolExecutor
-    from contextlib import ExitStack, nullcontext
-
-    from batchml import validation
-    from batchml.partitions import landed_raw, snapshot_plan
-    from batchml.storage import DATA_FILE, feature_partition_dir
-
-    snapshots = snapshot_plan(spec, training_date).all
-    missing = [s for s in snapshots
-               if not (feature_partition_dir(settings.features_root, spec.name, s) / DATA_FILE).exists()]
-
-    landed = {as_of: landed_raw(spec, settings, as_of) for as_of in missing}
-    if len(landed) > 1:
-        # every distinct raw partition the missing snapshots read, checked once up front: a few batched GX runs per
-        # source instead of a few per snapshot (each snapshot's own check below then finds them validated)
-        union: dict[str, set[dt.date]] = {}
-        for one in landed.values():
-            for source, days in one.partitions.items():
-                union.setdefault(source, set()).update(days)
-        newest = landed[missing[-1]]
-        validation.validate_raw_partitions(spec, settings, newest.model_copy(
-            update={"partitions": {source: sorted(days) for source, days in union.items()}}), label)
-
-    def check_and_publish(staged: StagedFeatures, i: int, started: float) -> None:
-        checked = validation.validate_feature_partition(spec, settings, staged, label)
-        publish_feature_partition(spec, settings, checked, label)
-        log.info("Snapshot %d/%d (%s) built and published in %.0f s", i, len(missing), staged.as_of,
-                 time.perf_counter() - started)
-
-    with ExitStack() as stack:
-        session, previous = None, None
-        checks = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-checks"))
-        for i, as_of in enumerate(missing, start=1):
-            if session is None:
-                opened = spark() if callable(spark) and not hasattr(spark, "sparkContext") else nullcontext(spark)
-                session = stack.enter_context(opened)
-            started = time.perf_counter()
-            checked = validation.validate_raw_partitions(spec, settings, landed[as_of], label)
-            staged = build_feature_partition(session, spec, settings, checked, label)
-            if previous is not None:
-                previous.result()  # the previous snapshot's checks: raise their failure before going on
-            previous = checks.submit(check_and_publish, staged, i, started)
-        if previous is not None:
-            previous.result()
-    return SnapshotsReady(training_date=training_date, snapshots=snapshots, built=missing)

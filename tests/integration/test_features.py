@@ -222,8 +222,8 @@ def test_a_failed_snapshot_check_stops_training_snapshots_before_anything_later_
         spark, small_training_spec, training_landing, tmp_path):
     """The training DAG's snapshot step checks each snapshot while the next one's Spark job runs: a check that fails
     is still raised, the snapshots before it stay published, and nothing from it on is."""
+    from batchml.datasets import ensure_snapshots
     from batchml.errors import DataValidationError
-    from batchml.features import ensure_snapshots
     from batchml.partitions import snapshot_plan
     from batchml.settings import Settings
     from batchml.storage import feature_partition_dir

@@ -106,7 +106,7 @@ def build_training_dag(spec: UseCaseSpec, settings: Settings):
         @task
         @step
         def ensure_feature_snapshots() -> SnapshotsReady:
-            from batchml.features import ensure_snapshots
+            from batchml.datasets import ensure_snapshots
 
             context = get_current_context()
             return ensure_snapshots(lambda: spark_for(settings, context), spec, settings,
