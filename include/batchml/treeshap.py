@@ -133,6 +133,13 @@ def from_xgboost(booster, iterations: int | None = None) -> TreeTables:
     return _tables(nodes, roots, int(model["learner_model_param"]["num_feature"]), np.float32)
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's disk cache) the kernels, on a one-split tree."""
+    stump = [{"feature": 0, "threshold": 0.0, "default_left": True, "missing": MISSING_DEFAULT, "strict": False,
+              "cover": 2.0, "left": 1, "right": 2}, {"value": -1.0, "cover": 1.0}, {"value": 1.0, "cover": 1.0}]
+    _tables(stump, [0], 1, np.float64).contributions(np.zeros((1, 1)))
+
+
 def _tables(nodes: list[dict], roots: list[int], n_features: int, dtype) -> TreeTables:
     """Flat arrays of the nodes, each split's bit on its path and each leaf's features and table."""
     n = len(nodes)

@@ -88,3 +88,14 @@ def test_a_batch_model_keeps_its_tables_out_of_its_pickle(tiny_training_set):
     copy = pickle.loads(pickle.dumps(model))
     assert "_shap_tables" not in copy.__dict__
     np.testing.assert_allclose(copy.contributions(X), ours)
+
+
+def test_one_split_gives_the_leaf_value_less_the_covered_mean():
+    treeshap.warm_up()  # what the demo runs in the background: the kernels compile (or load) on a stump
+    nodes = [{"feature": 0, "threshold": 0.0, "default_left": False, "missing": treeshap.MISSING_DEFAULT,
+              "strict": False, "cover": 4.0, "left": 1, "right": 2},
+             {"value": -1.0, "cover": 3.0}, {"value": 2.0, "cover": 1.0}]
+    tables = treeshap._tables(nodes, [0], 1, np.float64)
+    mean = (3 * -1.0 + 1 * 2.0) / 4
+    got = tables.contributions(np.array([[-5.0], [5.0], [np.nan]]))[:, 0]
+    np.testing.assert_allclose(got, [-1.0 - mean, 2.0 - mean, 2.0 - mean])  # missing goes right (the default)
