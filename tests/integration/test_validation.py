@@ -137,7 +137,8 @@ def test_feature_suite_catches_duplicates_nulls_and_wrong_counts(spark, churn_sp
     bad = pd.concat([df, df.head(2)], ignore_index=True)
     bad.loc[0, "txn_share_channel_app_30d"] = 1.5
     bad.loc[1, "tenure_days"] = None
-    report = run_suite(bad, "churn.features", feature_suite(churn_spec, small_as_of, expected), tmp_path / "gx", "bad")
+    suite = feature_suite(churn_spec, small_as_of, expected)
+    report = run_suite(bad, "churn.features", suite, tmp_path / "gx", "bad")
     failed = {(f["expectation"], f["column"]) for f in report.failures}
     assert failed == {
         ("expect_table_row_count_to_equal", None),
@@ -145,6 +146,12 @@ def test_feature_suite_catches_duplicates_nulls_and_wrong_counts(spark, churn_sp
         ("expect_column_values_to_be_between", "txn_share_channel_app_30d"),
         ("expect_column_values_to_not_be_null", "tenure_days"),
     }
+    # the suite runs without samples first; the failed expectations run again to name what failed
+    assert report.evaluated == len(suite)
+    by_column = {f["column"]: f for f in report.failures}
+    assert by_column["txn_share_channel_app_30d"]["partial_unexpected_list"] == [1.5]
+    assert by_column["customer_id"]["unexpected_count"] == 4
+    assert by_column[None]["observed_value"] == expected + 2
     with pytest.raises(DataValidationError, match="expect_table_row_count_to_equal"):
         raise_for_failures(report, "fix it")
 

@@ -98,12 +98,16 @@ def _gx_expectations(suite_name: str, expectations: list[Expectation]) -> list:
 
 
 SUMMARY = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+BOOLEAN_ONLY = {"result_format": "BOOLEAN_ONLY", "return_unexpected_index_query": False}
+"""A suite's first pass: GX's SUMMARY and COMPLETE formats copy the whole frame for every column expectation (to
+list the unexpected rows' indices and values, even when there are none): most of a passing suite's time on a
+million rows, and transient copies of the whole batch."""
 
 
 def _run_checkpoint(context, suite_name: str, batch, expectations: list[Expectation], label: str,
                     batch_parameters: dict | None = None, result_format: dict | None = None):
     """Suite, validation definition and checkpoint (get-or-update, so re-runs are idempotent), run once with a
-    Data Docs update; returns (the validation result, its Data Docs URL)."""
+    Data Docs update; returns (the validation result, its Data Docs URL, the suite's expectation ids in order)."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
 
@@ -119,12 +123,27 @@ def _run_checkpoint(context, suite_name: str, batch, expectations: list[Expectat
                             run_id=gx.core.run_identifier.RunIdentifier(run_name=label))
     (identifier, validation), = result.run_results.items()
     urls = context.get_docs_sites_urls(resource_identifier=identifier)
-    return validation, (urls[0]["site_url"] if urls else None)
+    return validation, (urls[0]["site_url"] if urls else None), [e.id for e in suite.expectations]
 
 
-def _report(suite_name: str, validation, rows: int, docs: str | None) -> ValidationReport:
+def _run_failures_again(context, suite_name: str, batch, expectations: list[Expectation], label: str,
+                        batch_parameters: dict | None, result_format: dict | None):
+    """The suite with BOOLEAN_ONLY results; if anything failed, the failed expectations again with `result_format`
+    (SUMMARY when None). Returns (the validation to report, its Data Docs URL, how many expectations ran)."""
+    validation, docs, ids = _run_checkpoint(context, suite_name, batch, expectations, label, batch_parameters,
+                                            BOOLEAN_ONLY)
+    evaluated = len(validation.results)
+    if not validation.success:
+        position = {expectation_id: i for i, expectation_id in enumerate(ids)}
+        failed = sorted(position[r.expectation_config.id] for r in validation.results if not r.success)
+        validation, docs, _ = _run_checkpoint(context, suite_name, batch, [expectations[i] for i in failed], label,
+                                              batch_parameters, result_format)
+    return validation, docs, evaluated
+
+
+def _report(suite_name: str, validation, rows: int, docs: str | None, evaluated: int) -> ValidationReport:
     failures = [_failure(r) for r in validation.results if not r.success]
-    report = ValidationReport(suite_name, bool(validation.success), len(validation.results), rows, failures, docs)
+    report = ValidationReport(suite_name, bool(validation.success), evaluated, rows, failures, docs)
     log.info("%s; Data Docs: %s", report.summary(), docs)
     return report
 
@@ -132,7 +151,11 @@ def _report(suite_name: str, validation, rows: int, docs: str | None) -> Validat
 def run_suite(df, suite_name: str, expectations: list[Expectation], gx_root: Path, label: str,
               index_column: str | None = None) -> ValidationReport:
     """Validate a pandas DataFrame with a file-backed GX checkpoint that updates Data Docs. With `index_column`, each
-    failure also counts the unexpected rows per value of that column (`unexpected_by`; None when GX lists no rows)."""
+    failure also counts the unexpected rows per value of that column (`unexpected_by`; None when GX lists no rows).
+
+    The suite runs first with GX's BOOLEAN_ONLY format; if anything fails, the failed expectations run again on the
+    same frame with samples of the offending values (and, with `index_column`, every unexpected row's value of it),
+    and that run is the one the report and Data Docs show for them."""
     with _locked(gx_root):
         context = _gx_context(gx_root)
         datasource = context.data_sources.add_or_update_pandas("batchml")
@@ -146,10 +169,10 @@ def run_suite(df, suite_name: str, expectations: list[Expectation], gx_root: Pat
             batch = asset.add_batch_definition_whole_dataframe("whole")
         result_format = None if index_column is None else {
             "result_format": "COMPLETE", "unexpected_index_column_names": [index_column],
-            "return_unexpected_index_query": False}
-        validation, docs = _run_checkpoint(context, suite_name, batch, expectations, label, {"dataframe": df},
-                                           result_format)
-    report = _report(suite_name, validation, len(df), docs)
+            "return_unexpected_index_query": False, "exclude_unexpected_values": True}
+        validation, docs, evaluated = _run_failures_again(context, suite_name, batch, expectations, label,
+                                                          {"dataframe": df}, result_format)
+    report = _report(suite_name, validation, len(df), docs, evaluated)
     if index_column is not None:
         for failure, result in zip(report.failures, [r for r in validation.results if not r.success], strict=True):
             rows = (result.result or {}).get("unexpected_index_list")
@@ -234,14 +257,14 @@ def run_sql_suite(engine, table: str, suite_name: str, expectations: list[Expect
         except LookupError:
             pass
         batch = datasource.add_table_asset(name=table, table_name=table).add_batch_definition_whole_table("whole")
-        validation, docs = _run_checkpoint(context, suite_name, batch, expectations, label)
+        validation, docs, evaluated = _run_failures_again(context, suite_name, batch, expectations, label, None, None)
         # they point at a staging table that is about to go: remove them, checkpoint first (it refers to the rest)
         context.checkpoints.delete(suite_name)
         context.validation_definitions.delete(suite_name)
         datasource.delete_asset(table)
     from batchml.warehouse import count_rows
 
-    return _report(suite_name, validation, count_rows(engine, table), docs)
+    return _report(suite_name, validation, count_rows(engine, table), docs, evaluated)
 
 
 def is_row_wise(name: str) -> bool:
