@@ -281,3 +281,22 @@ def test_a_runaway_key_fails_its_maximum_length(churn_spec, landing_copy, small_
     message = str(err.value)
     assert "expect_column_value_lengths_to_be_between on transaction_id" in message and "max_value=256" in message
     assert len(message) < 20_000, "the message shows a sample, not the 5 MB value"
+
+
+def test_a_large_validated_frame_is_freed_once_the_next_run_replaces_it(tmp_path, monkeypatch):
+    """GX's validation objects hold the frame in reference cycles; without a collection after a large frame, the
+    raw checks of a long history kept every batch (8 GB at 1M customers). GX keeps the newest batch, not the rest."""
+    import weakref
+
+    import numpy as np
+
+    from batchml.validation import gx
+
+    monkeypatch.setattr(gx, "LARGE_FRAME_ROWS", 1000)  # the same rule, on frames small enough for a test
+    suite = [("expect_column_values_to_be_between", {"column": "a", "min_value": 0, "max_value": 1})]
+    first = pd.DataFrame({"a": np.random.default_rng(0).random(1000)})
+    run_suite(first, "frames", suite, tmp_path / "gx", "first")
+    freed = weakref.ref(first)
+    del first
+    run_suite(pd.DataFrame({"a": np.zeros(1000)}), "frames", suite, tmp_path / "gx", "second")
+    assert freed() is None

@@ -6,6 +6,7 @@ failed expectation with a sample of offending values. A failed validation never 
 from __future__ import annotations
 
 import fcntl
+import gc
 import logging
 import os
 from collections import Counter
@@ -98,6 +99,10 @@ def _gx_expectations(suite_name: str, expectations: list[Expectation]) -> list:
 
 
 SUMMARY = {"result_format": "SUMMARY", "partial_unexpected_count": 5}
+LARGE_FRAME_ROWS = 250_000
+"""A validation run leaves reference cycles that hold its frame (GX's validator and metric objects): the cyclic
+collector, which counts objects, not bytes, frees them only much later, so the raw checks of a history kept every
+batch they had validated (8 GB at 1M customers). After a frame this large, they are collected at once."""
 BOOLEAN_ONLY = {"result_format": "BOOLEAN_ONLY", "return_unexpected_index_query": False}
 """A suite's first pass: GX's SUMMARY and COMPLETE formats copy the whole frame for every column expectation (to
 list the unexpected rows' indices and values, even when there are none): most of a passing suite's time on a
@@ -172,6 +177,8 @@ def run_suite(df, suite_name: str, expectations: list[Expectation], gx_root: Pat
             "return_unexpected_index_query": False, "exclude_unexpected_values": True}
         validation, docs, evaluated = _run_failures_again(context, suite_name, batch, expectations, label,
                                                           {"dataframe": df}, result_format)
+    if len(df) >= LARGE_FRAME_ROWS:
+        gc.collect()
     report = _report(suite_name, validation, len(df), docs, evaluated)
     if index_column is not None:
         for failure, result in zip(report.failures, [r for r in validation.results if not r.success], strict=True):
