@@ -292,12 +292,12 @@ def read_scores(eng, table: str, key: str, day: dt.date, role: str = "champion")
 
     if table not in wh.table_names(eng):
         return pd.DataFrame(columns=[key, "score", "model_version"])
-    t = sa.table(table, sa.column(key), sa.column("score"), sa.column("model_version"), sa.column("as_of_date"),
-                 sa.column("model_role"))
-    day_value = day.isoformat() if eng.dialect.name == "sqlite" else day
-    query = sa.select(t.c[key], t.c.score, t.c.model_version).where(t.c.as_of_date == day_value, t.c.model_role == role)
-    with eng.connect() as conn:
-        return pd.read_sql(query, conn)
+    sqlite = eng.dialect.name == "sqlite"
+    t = sa.table(table, sa.column(key), sa.column("score"), sa.column("model_version"),
+                 sa.column("as_of_date", sa.String if sqlite else sa.Date), sa.column("model_role", sa.String))
+    query = sa.select(t.c[key], t.c.score, t.c.model_version).where(
+        t.c.as_of_date == (day.isoformat() if sqlite else day), t.c.model_role == role)
+    return wh.read_frame(eng, query)
 
 
 def scored_dates(eng, table: str, first: dt.date, last: dt.date) -> list[dt.date]:
@@ -321,10 +321,11 @@ def read_score_rows(eng, table: str, key: str, days: list[dt.date]):
     columns = [key, "as_of_date", "model_role", "model_version", "score"]
     if not days or table not in wh.table_names(eng):
         return pd.DataFrame(columns=columns)
-    t = sa.table(table, *[sa.column(c) for c in columns])
-    values = [d.isoformat() for d in days] if eng.dialect.name == "sqlite" else list(days)
-    with eng.connect() as conn:
-        frame = pd.read_sql(sa.select(*[t.c[c] for c in columns]).where(t.c.as_of_date.in_(values)), conn)
+    sqlite = eng.dialect.name == "sqlite"
+    types = {"as_of_date": sa.String if sqlite else sa.Date, "model_role": sa.String}
+    t = sa.table(table, *[sa.column(c, types.get(c)) for c in columns])
+    values = [d.isoformat() for d in days] if sqlite else list(days)
+    frame = wh.read_frame(eng, sa.select(*[t.c[c] for c in columns]).where(t.c.as_of_date.in_(values)))
     frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
     return frame
 

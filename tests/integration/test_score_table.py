@@ -187,7 +187,13 @@ def test_reserved_words_and_mixed_case_are_quoted(engine):
     latest = pd.read_sql(sa.select(sa.table("odd_scores_latest", sa.column("user"), sa.column("Group"),
                                             sa.column("Select"), sa.column("order"))), engine)
     assert len(latest) == n and set(latest["Group"]) == {"g"} and set(latest["Select"]) == {1.5}
-    assert st.read_scores(engine, "odd_scores", "user", D).shape == (n, 3)
+    # read back as monitoring reads them (PostgreSQL: through ADBC as Arrow; SQLite: pandas.read_sql)
+    scores = st.read_scores(engine, "odd_scores", "user", D)
+    assert scores.shape == (n, 3) and sorted(scores["user"]) == sorted(data["user"])
+    assert set(scores["score"]) == {0.5} and set(scores["model_version"]) == {1}
+    assert st.read_scores(engine, "odd_scores", "user", D, role="challenger").empty
+    rows = st.read_score_rows(engine, "odd_scores", "user", [D, D - dt.timedelta(days=1)])
+    assert len(rows) == n and set(rows["as_of_date"]) == {D} and set(rows["model_role"]) == {"champion"}
 
 
 @pytest.fixture(scope="module")
