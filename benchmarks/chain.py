@@ -5,6 +5,7 @@ at several sizes, each stage beside its single-machine reference, in the same ru
     .venv/bin/python benchmarks/chain.py --quick                  # 10k only, 4 trials: a check that runs end to end
     .venv/bin/python benchmarks/chain.py --sizes 10000,100000 [--skip-evidently] [--trials N]
     .venv/bin/python benchmarks/chain.py --retrain --sizes 1000000  # training again on a full run's snapshots
+    .venv/bin/python benchmarks/chain.py --fast-path --sizes 1000000  # the daily path again on a full run's champion
 
 Every stage of every size runs in a fresh subprocess of its own (so that its peak memory and its first-run costs are
 its own) and calls the package's step functions as the DAG tasks do, with BATCHML_HOME=.local/bench/chain/<size>
@@ -105,6 +106,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--retrain", action="store_true",
                    help="re-run only the training stage of each size on the data and snapshots an earlier full run "
                         "left, and replace that stage's figures in the results file (after a change to training)")
+    p.add_argument("--fast-path", action="store_true",
+                   help="the scoring date's features, scoring, publish and monitoring again, on a full run's data and "
+                        "champion (the other figures kept)")
     p.add_argument("--out", type=Path, help="results file (default: see --quick)")
     p.add_argument("--no-charts", action="store_true", help="do not redraw docs/img/chain_*.png")
     p.add_argument("--child", nargs=2, metavar=("STAGE", "PAYLOAD_JSON"), help=argparse.SUPPRESS)
@@ -744,6 +748,17 @@ def run_size(args, pg, customers: int, evidently) -> dict:
     if stages["training"]["verdict"] != "champion":
         raise SystemExit(f"the trained model is not the champion ({stages['training']['verdict']}: "
                          f"{stages['training']['reasons']}): nothing to score")
+    run_serving(run, stages, refs, evidently, scores_copy, url, libpq_url)
+    out = {"customers": customers, "home": str(home.relative_to(REPO)), "tuning": plan, "stages": stages,
+           "references": refs, "load_1m_before_after": [load_before, os.getloadavg()[0]], "uptime_after": uptime()}
+    out["derived"] = derive(out)
+    report_size(out)
+    return out
+
+
+def run_serving(run: SizeRun, stages: dict, refs: dict, evidently, scores_copy: str, url: str,
+                libpq_url: str) -> None:
+    """Scoring, publish and monitoring of the scoring date, each beside its references, into `stages`/`refs`."""
     stages["scoring"] = run.run("scoring", scores_copy=scores_copy)
     refs["raw_predict"] = run.run("scoring_raw", champion=stages["scoring"]["champion"])
     stages["publish"] = run.run("publish", handoff=stages["scoring"]["handoff"])
@@ -759,8 +774,32 @@ def run_size(args, pg, customers: int, evidently) -> dict:
         print(f"{ev['drift_s']:8.1f} s  ({ev['drift_cpu_s']:.0f} CPU s, {ev['peak_rss_mb']:,.0f} MB; process "
               f"{ev['process_s']:.0f} s; drifted {ev['drifted_count']} of {len(mon['columns'])} columns)", flush=True)
         refs["evidently"] = ev
-    out = {"customers": customers, "home": str(home.relative_to(REPO)), "tuning": plan, "stages": stages,
-           "references": refs, "load_1m_before_after": [load_before, os.getloadavg()[0]], "uptime_after": uptime()}
+
+
+def fast_path_size(args, pg, customers: int, previous: dict, evidently) -> dict:
+    """The scoring date's feature run, scoring, publish and monitoring again (each beside its reference), on the
+    data, snapshots and champion of the size's last full run; generation and training figures kept. What a daily run
+    pays only: the newest day's raw checks, the date's feature partition and the monitoring state are removed first,
+    so nothing is found done."""
+    home = BENCH_ROOT / str(customers)
+    print(f"\n{customers:,} customers, the daily path again (BATCHML_HOME={home.relative_to(REPO)}) [{uptime()}]",
+          flush=True)
+    if not (home / "mlflow.db").exists():
+        raise SystemExit(f"{home}: no trained champion; run the full chain at {customers:,} first "
+                         f"(.venv/bin/python benchmarks/chain.py --sizes {customers})")
+    newest = f"{(AS_OF - dt.timedelta(days=1)).isoformat()}"
+    for entry in [home / "data" / "features" / USE_CASE / f"dt={AS_OF.isoformat()}", home / "data" / "monitoring",
+                  home / "data" / "staging", *(home / "data" / "validation_cache").glob(f"*/dt={newest}.json")]:
+        if entry.exists():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    url, libpq_url = create_database(pg, f"chain_{customers}_fast")
+    run = SizeRun(home, url)
+    stages, refs = {**previous["stages"]}, {**previous["references"]}
+    stages["features"] = run.run("features")
+    refs["duckdb"] = run.run("features_duckdb", published=stages["features"]["published"])
+    run_serving(run, stages, refs, evidently, str(run.work / "scores.parquet"), url, libpq_url)
+    out = {**previous, "stages": stages, "references": refs, "uptime_after": uptime(),
+           "fast_path_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     out["derived"] = derive(out)
     report_size(out)
     return out
@@ -1074,11 +1113,15 @@ def main(argv=None) -> None:
            "sizes": []}
     print(f"benchmarks/chain.py: sizes {', '.join(f'{n:,}' for n in args.size_list)}; {uptime()}", flush=True)
     started = time.perf_counter()
-    if args.retrain:
+    rerun = args.retrain or args.fast_path
+    if rerun:
         if not args.out.exists():
             raise SystemExit(f"{args.out}: no results to update; run the full chain first")
+        machine = res["machine"]
         res = json.loads(args.out.read_text())
-        res["retrain_command"] = command
+        res["fast_path_command" if args.fast_path else "retrain_command"] = command
+        if args.fast_path:
+            res["fast_path_machine"] = machine  # this rerun's host probe; res["machine"] stays the full run's
         by_size = {s["customers"]: i for i, s in enumerate(res["sizes"])}
         missing = [c for c in args.size_list if c not in by_size]
         if missing:
@@ -1089,15 +1132,18 @@ def main(argv=None) -> None:
             if args.retrain:
                 i = by_size[customers]
                 res["sizes"][i] = retrain_size(args, pg, customers, res["sizes"][i])
+            elif args.fast_path:
+                i = by_size[customers]
+                res["sizes"][i] = fast_path_size(args, pg, customers, res["sizes"][i], evidently)
             else:
                 res["sizes"].append(run_size(args, pg, customers, evidently))
-            save(res, args.out, started, args.retrain)  # after every size: a failure at 1M keeps the smaller ones
+            save(res, args.out, started, rerun)  # after every size: a failure at 1M keeps the smaller ones
     report(res)
     if not args.quick and not args.no_charts and args.out.resolve() == RESULTS.resolve():
         import chart
 
         chart.chain_charts()
-    print(f"total {res['retrain_s' if args.retrain else 'total_s'] / 60:.1f} min")
+    print(f"total {res['retrain_s' if rerun else 'total_s'] / 60:.1f} min")
 
 
 if __name__ == "__main__":
