@@ -300,3 +300,26 @@ def test_a_large_validated_frame_is_freed_once_the_next_run_replaces_it(tmp_path
     del first
     run_suite(pd.DataFrame({"a": np.zeros(1000)}), "frames", suite, tmp_path / "gx", "second")
     assert freed() is None
+
+
+def test_a_batch_failure_naming_no_known_partition_rechecks_them_all(churn_spec, landing_copy, small_as_of, tmp_path,
+                                                                     monkeypatch):
+    """If GX's per-row index values ever stop matching the batch's partition labels (a format change), the batch's
+    partitions are validated on their own rather than recorded as passed."""
+    from batchml.validation import raw
+
+    real = raw.run_suite
+
+    def renamed(frame, *args, index_column=None, **kwargs):
+        report = real(frame, *args, index_column=index_column, **kwargs)
+        for failure in report.failures:
+            if failure.get("unexpected_by"):
+                failure["unexpected_by"] = {f"[{k}]": n for k, n in failure["unexpected_by"].items()}
+        return report
+
+    monkeypatch.setattr(raw, "run_suite", renamed)
+    day = small_as_of - dt.timedelta(days=30)
+    source, change, _ = BAD_INPUT["negative_amount"]
+    _rewrite(landing_copy, source, day, change)
+    with pytest.raises(DataValidationError, match="expect_column_values_to_be_between on amount"):
+        validate_raw(churn_spec, Path(landing_copy.url), small_as_of, tmp_path / "gx", "renamed")

@@ -174,7 +174,7 @@ def run_suite(df, suite_name: str, expectations: list[Expectation], gx_root: Pat
             batch = asset.add_batch_definition_whole_dataframe("whole")
         result_format = None if index_column is None else {
             "result_format": "COMPLETE", "unexpected_index_column_names": [index_column],
-            "return_unexpected_index_query": False, "exclude_unexpected_values": True}
+            "return_unexpected_index_query": False}
         validation, docs, evaluated = _run_failures_again(context, suite_name, batch, expectations, label,
                                                           {"dataframe": df}, result_format)
     if len(df) >= LARGE_FRAME_ROWS:

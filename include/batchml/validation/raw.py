@@ -213,10 +213,11 @@ def validate_source(spec: UseCaseSpec, source: str, raw_root: Path, days: list[d
         # partition alone; any other partition with an unexpected row is validated on its own (its own samples),
         # and a failure that names no rows (an error) sends the whole batch there
         suspects, tolerated = set(), set()
+        labels = {p.label for p, _ in batch}
         for failure in report.failures:
             counts = failure.get("unexpected_by")
-            if not counts:
-                suspects |= {p.label for p, _ in batch}
+            if not counts or not set(counts) <= labels:
+                suspects |= labels  # no rows named, or names that are not the batch's partitions: re-check them all
                 continue
             mostly = tolerances.get((failure["expectation"], failure.get("column")))
             considered = frame.groupby(PARTITION_COLUMN)[failure["column"]].count() if mostly is not None else None
