@@ -8,7 +8,8 @@ chunk size, not on the partition's size:
 
 Reason codes are SHAP contributions of the model's own trees (`BatchModel.contributions`: exact TreeSHAP from
 per-leaf tables, `batchml.treeshap`), not an explainer loop: exact for the highest-risk share analysts act on
-(extended to every row the spec's time budget allows), Saabas approximations (XGBoost) or none for the rest. A linear baseline's are exact and cheap.
+(extended to every row the spec's time budget allows), Saabas approximations (XGBoost) or none for the rest. A
+linear baseline's are exact and cheap.
 `reason_codes` turns them into the columns analysts read (the features raising the score, in words). Only the
 champion's rows get codes: challenger rows are shadow scores, compared in aggregate, never acted on row by row, and
 explaining them would double the most expensive part of scoring.
