@@ -87,20 +87,25 @@ def from_lightgbm(booster, num_iteration: int | None = None) -> TreeTables:
     nodes: list[dict] = []
     roots: list[int] = []
 
-    def add(node: dict) -> int:
-        index = len(nodes)
-        if "leaf_value" in node:
-            nodes.append({"value": node["leaf_value"], "cover": node.get("leaf_count", 1)})
-            return index
-        if node.get("decision_type", "<=") != "<=":
-            raise UnsupportedTrees(f"LightGBM split {node.get('decision_type')!r} (categorical) is not tabulated")
-        missing = {"NaN": MISSING_DEFAULT, "None": MISSING_AS_ZERO, "Zero": ZERO_DEFAULT}[node["missing_type"]]
-        nodes.append({"feature": node["split_feature"], "threshold": float(node["threshold"]),
-                      "default_left": bool(node["default_left"]), "missing": missing, "strict": False,
-                      "cover": node["internal_count"]})
-        nodes[index]["left"] = add(node["left_child"])
-        nodes[index]["right"] = add(node["right_child"])
-        return index
+    def add(root: dict) -> int:
+        """Append one tree's nodes (iteratively: a leaf-wise tree can be deeper than Python's recursion limit)."""
+        first = len(nodes)
+        pending: list[tuple[dict, int | None, str]] = [(root, None, "")]
+        while pending:
+            node, parent, side = pending.pop()
+            if parent is not None:
+                nodes[parent][side] = len(nodes)
+            if "leaf_value" in node:
+                nodes.append({"value": node["leaf_value"], "cover": node.get("leaf_count", 1)})
+                continue
+            if node.get("decision_type", "<=") != "<=":
+                raise UnsupportedTrees(f"LightGBM split {node.get('decision_type')!r} (categorical) is not tabulated")
+            missing = {"NaN": MISSING_DEFAULT, "None": MISSING_AS_ZERO, "Zero": ZERO_DEFAULT}[node["missing_type"]]
+            pending += [(node["right_child"], len(nodes), "right"), (node["left_child"], len(nodes), "left")]
+            nodes.append({"feature": node["split_feature"], "threshold": float(node["threshold"]),
+                          "default_left": bool(node["default_left"]), "missing": missing, "strict": False,
+                          "cover": node["internal_count"]})
+        return first
 
     for tree in dump["tree_info"]:
         roots.append(add(tree["tree_structure"]))

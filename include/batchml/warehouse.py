@@ -235,7 +235,7 @@ def bulk_load(eng, table: str, batches, schema) -> int:
     if eng.dialect.name == "postgresql":
         import adbc_driver_postgresql.dbapi as adbc
 
-        uri = eng.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        uri = _adbc_uri(eng)
 
         def counted():
             nonlocal rows
@@ -267,6 +267,11 @@ def bulk_load(eng, table: str, batches, schema) -> int:
     return rows
 
 
+def _adbc_uri(eng) -> str:
+    """The engine's PostgreSQL URL as libpq takes it (the ADBC driver has no SQLAlchemy driver suffix)."""
+    return eng.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def read_frame(eng, query):
     """The rows of a SQLAlchemy select as a DataFrame. PostgreSQL: through the ADBC driver, as Arrow (binary protocol,
     no Python object per value: a day's million scores for monitoring); other warehouses: `pandas.read_sql`. The
@@ -280,8 +285,7 @@ def read_frame(eng, query):
             adbc = None
         if adbc is not None:
             sql = str(query.compile(dialect=eng.dialect, compile_kwargs={"literal_binds": True}))
-            uri = eng.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            with adbc.connect(uri) as conn, conn.cursor() as cur:
+            with adbc.connect(_adbc_uri(eng)) as conn, conn.cursor() as cur:
                 cur.execute(sql)
                 return cur.fetch_arrow_table().to_pandas()
     with eng.connect() as conn:
