@@ -6,14 +6,14 @@ after D can change D's features (tests/integration/test_features.py shifts event
 
 Aggregation plan (read `explain()` before changing it; benchmarks/feature_job.py measures it and docs/benchmarks.md
 has the figures): one scan of the events and one aggregation per entity that computes every window at once with
-conditional aggregates; Spark aggregates partially in each scan task (about 4 events per entity and task go in, one
-row comes out), so only one row per entity and task is shuffled. A distinct count of a column with few values (up to
-MAX_MASK_VALUES, found by a small job first) is the number of bits set in the OR of one bit per value over the window,
-so it needs neither one `countDistinct` per window (the costly part of the naive plan) nor a first aggregation per
-(entity, value), whose partial aggregation reduces nothing (events land by day: each scan task sees a few days of
-almost every entity) and which costs a second shuffle. A column with more values falls back to "last time each
-(entity, value) was seen". Reads list their day folders on the driver and skip Parquet dictionary filtering (see
-RUNTIME_CONFS and PARQUET_READ_OPTIONS).
+conditional aggregates; Spark aggregates partially in each scan task, and a task reads up to half the window on 2
+cores (DEFAULT_CONFS: files counted near their size), so about one row per entity and task is shuffled. A distinct
+count of a column with few values (up to MAX_MASK_VALUES, read from the Parquet dictionaries first) is the number of
+bits set in the OR of one bit per value over the window, so it needs neither one `countDistinct` per window (the
+costly part of the naive plan) nor a first aggregation per (entity, value), whose partial aggregation reduces
+nothing and which costs a second shuffle. A column with more values falls back to "last time each (entity, value)
+was seen". Reads list their day folders on the driver and skip Parquet dictionary filtering (see RUNTIME_CONFS and
+PARQUET_READ_OPTIONS).
 """
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ DEFAULT_CONFS = {
     "spark.ui.showConsoleProgress": "false",
     "spark.driver.memory": "2g",
     "spark.sql.adaptive.enabled": "true",
+    # Spark packs small files into a scan task up to maxPartitionBytes, counting each file as at least openCostInBytes
+    # (4 MB by default). A landed day is many small files (transactions at 1M customers: 20 of 370 KB), so each task
+    # read about 1.5 days: its partial aggregation met most entities once and passed 22.7M of the 38M events read on
+    # to the shuffle. Counted near their size, the files of a window fill one task per core, and 2.4M rows are
+    # shuffled (at 1M customers the warm job 41.6 -> 32.6 s; docs/benchmarks.md). A cluster still gets a task per core.
+    "spark.sql.files.openCostInBytes": "262144",
+    "spark.sql.files.maxPartitionBytes": "1g",
+    # The first-level ("fast") hash map of an aggregation holds 65,536 groups; grouped by entity (a million), nearly
+    # every row probed it in vain before the main map (about 10% of the scan's CPU time).
+    "spark.sql.codegen.aggregate.map.twolevel.enabled": "false",
     # the throughput collector: 10-15% less CPU than the default G1 on the feature job (docs/benchmarks.md)
     "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
 }
@@ -121,8 +131,12 @@ def _schema_ddl(spec: UseCaseSpec, source: str) -> str:
     return ", ".join(f"`{name}` {SPARK_TYPES[c.type]}" for name, c in cols.items())
 
 
+def _partition_dirs(raw_root: Path, source: str, days: list[dt.date]) -> list[str]:
+    return [str(raw_root / source / partition_name(d)) for d in days]
+
+
 def _read(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, source: str, days: list[dt.date]) -> DataFrame:
-    paths = [str(raw_root / source / partition_name(d)) for d in days]
+    paths = _partition_dirs(raw_root, source, days)
     missing = [p for p in paths if not Path(p).is_dir()]
     if missing:
         raise LandingError(
@@ -174,15 +188,51 @@ def population(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt
 MAX_MASK_VALUES = 63
 
 
-def _value_bits(events: DataFrame, column: str):
+def _values_in_files(partitions: list[str], column: str) -> list | None:
+    """The string values of `column` in the Parquet files of `partitions`, read from their dictionaries with pyarrow;
+    more than MAX_MASK_VALUES of them once that many are found; None when the files cannot be read so (not strings,
+    unreadable).
+
+    A superset of the values the job sees (the files also hold events outside its time window): harmless, as a bit
+    no event sets is never counted. About 0.5 s for the 1,800 files of a 90-day window at 1M customers, against
+    3-6 s for the same values from a Spark job (docs/benchmarks.md)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = sorted(str(f) for p in partitions for f in Path(p).glob("*.parquet") if not f.name.startswith((".", "_")))
+    values: set[str] = set()
+    if not files:
+        return []
+    try:
+        fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[column]))
+        for batch in ds.dataset(files, format=fmt).to_batches(columns=[column]):
+            col = batch.column(0)
+            found = col.dictionary if pa.types.is_dictionary(col.type) else pc.unique(col)
+            if not (pa.types.is_string(found.type) or pa.types.is_large_string(found.type)):
+                return None
+            values.update(v for v in found.to_pylist() if v is not None)
+            if len(values) > MAX_MASK_VALUES:
+                break  # too many for a mask: no need to read on
+    except (pa.ArrowException, OSError) as exc:
+        log.debug("values of %s not read from the Parquet dictionaries (%s): a Spark job lists them", column, exc)
+        return None
+    return sorted(values)
+
+
+def _value_bits(events: DataFrame, column: str, partitions: list[str] | None = None):
     """A bigint with one bit set per value of `column`, or None when it has more than MAX_MASK_VALUES values.
 
-    Runs a small Spark job now (the distinct values of the column in the events read, at most 65 come back).
+    The values come from the Parquet dictionaries of `partitions` (the files `events` were read from) when the
+    column holds strings; otherwise a small Spark job lists the distinct values of the events read (at most 65
+    come back).
     """
     from pyspark.sql import functions as F
 
-    values = [r[0] for r in events.select(column).distinct().limit(MAX_MASK_VALUES + 2).collect()]
-    known = sorted(v for v in values if v is not None)
+    known = _values_in_files(partitions, column) if partitions else None
+    if known is None:
+        values = [r[0] for r in events.select(column).distinct().limit(MAX_MASK_VALUES + 2).collect()]
+        known = sorted(v for v in values if v is not None)
     if len(known) > MAX_MASK_VALUES:
         return None
     # 1-based position in the list; a null value -> bit 0, so null counts as one value (as a group by it would)
@@ -192,8 +242,10 @@ def _value_bits(events: DataFrame, column: str):
     return F.call_function("shiftleft", F.lit(1).cast("bigint"), position.cast("int"))
 
 
-def _aggregate(events: DataFrame, agg: AggregateSpec, key: str, ts_col: str, as_of: dt.date) -> DataFrame:
-    """All windows of one aggregate block in one aggregation per entity (see the module docstring)."""
+def _aggregate(events: DataFrame, agg: AggregateSpec, key: str, ts_col: str, as_of: dt.date,
+               partitions: list[str] | None = None) -> DataFrame:
+    """All windows of one aggregate block in one aggregation per entity (see the module docstring); `partitions`:
+    the folders `events` were read from."""
     from pyspark.sql import functions as F
 
     end = as_of_timestamp(as_of)
@@ -203,7 +255,7 @@ def _aggregate(events: DataFrame, agg: AggregateSpec, key: str, ts_col: str, as_
     longest = max(agg.windows)
     in_w[longest] = F.lit(True)
     need_n = agg.count or agg.mean or agg.share or agg.trend
-    bits = {c: b for c in agg.distinct if (b := _value_bits(events, c)) is not None}
+    bits = {c: b for c in agg.distinct if (b := _value_bits(events, c, partitions)) is not None}
 
     aggs: list = [F.max(ts_col).alias("_last")]
     for w in agg.windows:
@@ -285,7 +337,7 @@ def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of
     """The feature table of `spec` as of `as_of` (lazy DataFrame): one row per entity in the population, or, for an
     event entity, one row per event of the day before `as_of` (batchml.event_features).
 
-    Only the values of distinct-count columns are computed now (a small job per column, see _value_bits).
+    Only the values of distinct-count columns are read now (see _value_bits).
     """
     from pyspark.sql import functions as F
 
@@ -319,7 +371,8 @@ def build_features(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of
         ts_col = spec.sources[agg.source].timestamp
         cols = [key, ts_col, *agg.sum, *agg.mean, *agg.max, *agg.distinct, *agg.share]
         events = read_events(spark, spec, raw_root, agg.source, as_of, max(agg.windows)).select(*dict.fromkeys(cols))
-        table = table.join(_aggregate(events, agg, key, ts_col, as_of), on=key, how="left")
+        partitions = _partition_dirs(raw_root, agg.source, window_days(as_of, max(agg.windows)))
+        table = table.join(_aggregate(events, agg, key, ts_col, as_of, partitions), on=key, how="left")
         fill.update(_defaults_for(agg))
     table = table.fillna(fill)
 
