@@ -77,7 +77,9 @@ def class_archive_options() -> str:
     jars = Path(pyspark.__file__).parent / "jars"
     key = hashlib.sha256("|".join([pyspark.__version__, os.path.realpath(java or "java"), str(jars),
                                    str(len(list(jars.glob("*.jar"))))]).encode()).hexdigest()[:12]
-    folder = settings.home / "cache"
+    # resolved: the JVM writes the archive as it exits, after the Python process, so a path through a symlink that
+    # the process removed on its way out (a benchmark's throwaway home) must not be what it is given
+    folder = (settings.home / "cache").resolve()
     archive = folder / f"spark-cds-{key}.jsa"
     quiet = "-Xlog:cds=off -Xlog:cds+dynamic=off"
     settled = [p for p in folder.glob(f"{archive.name}.*.tmp") if _settled(p)]
