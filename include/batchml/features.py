@@ -41,7 +41,7 @@ from batchml.sparkconf import (  # noqa: F401 - SPARK_TYPES re-exported
 )
 from batchml.specs import AS_OF_COLUMN, AggregateSpec, UseCaseSpec
 from batchml.specs.data import MISSING_SUFFIX
-from batchml.storage import Landing, partition_name
+from batchml.storage import Landing, partition_name, string_values
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -192,48 +192,17 @@ def population(spark: SparkSession, spec: UseCaseSpec, raw_root: Path, as_of: dt
 MAX_MASK_VALUES = 63
 
 
-def _values_in_files(partitions: list[str], column: str) -> list | None:
-    """The string values of `column` in the Parquet files of `partitions`, read from their dictionaries with pyarrow;
-    more than MAX_MASK_VALUES of them once that many are found; None when the files cannot be read so (not strings,
-    unreadable).
-
-    A superset of the values the job sees (the files also hold events outside its time window): harmless, as a bit
-    no event sets is never counted. About 0.5 s for the 1,800 files of a 90-day window at 1M customers, against
-    3-6 s for the same values from a Spark job (docs/benchmarks.md)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    files = sorted(str(f) for p in partitions for f in Path(p).glob("*.parquet") if not f.name.startswith((".", "_")))
-    values: set[str] = set()
-    if not files:
-        return []
-    try:
-        fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[column]))
-        for batch in ds.dataset(files, format=fmt).to_batches(columns=[column]):
-            col = batch.column(0)
-            found = col.dictionary if pa.types.is_dictionary(col.type) else pc.unique(col)
-            if not (pa.types.is_string(found.type) or pa.types.is_large_string(found.type)):
-                return None
-            values.update(v for v in found.to_pylist() if v is not None)
-            if len(values) > MAX_MASK_VALUES:
-                break  # too many for a mask: no need to read on
-    except (pa.ArrowException, OSError) as exc:
-        log.debug("values of %s not read from the Parquet dictionaries (%s): a Spark job lists them", column, exc)
-        return None
-    return sorted(values)
-
-
 def _value_bits(events: DataFrame, column: str, partitions: list[str] | None = None):
     """A bigint with one bit set per value of `column`, or None when it has more than MAX_MASK_VALUES values.
 
     The values come from the Parquet dictionaries of `partitions` (the files `events` were read from) when the
-    column holds strings; otherwise a small Spark job lists the distinct values of the events read (at most 65
-    come back).
+    column holds strings: a superset, as the files also hold events outside the time window, which is harmless (a
+    bit no event sets is never counted). Otherwise a small Spark job lists the distinct values of the events read
+    (at most 65 come back).
     """
     from pyspark.sql import functions as F
 
-    known = _values_in_files(partitions, column) if partitions else None
+    known = string_values(partitions, column, MAX_MASK_VALUES) if partitions else None
     if known is None:
         values = [r[0] for r in events.select(column).distinct().limit(MAX_MASK_VALUES + 2).collect()]
         known = sorted(v for v in values if v is not None)

@@ -303,6 +303,38 @@ def feature_partition_file(features_root: Path, use_case: str, day: dt.date) -> 
     return feature_partition_dir(features_root, use_case, day) / DATA_FILE
 
 
+def string_values(folders: list[str], column: str, limit: int) -> list[str] | None:
+    """The string values of `column` in the Parquet files of `folders` (landed partitions), read from their
+    dictionaries with pyarrow: sorted, nulls left out; more than `limit` of them once that many are found (reading
+    stops there); None when the files cannot be read so (not strings, no such column, unreadable).
+
+    The feature job's distinct-count masks need the values of a window's events (batchml.features._value_bits): about
+    0.5 s for the 1,800 files of a 90-day window at 1M customers, against 3-6 s for a Spark job (docs/benchmarks.md).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = sorted(str(f) for p in folders for f in Path(p).glob("*.parquet") if not f.name.startswith((".", "_")))
+    if not files:
+        return []
+    values: set[str] = set()
+    try:
+        fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[column]))
+        for batch in ds.dataset(files, format=fmt).to_batches(columns=[column]):
+            col = batch.column(0)
+            found = col.dictionary if pa.types.is_dictionary(col.type) else pc.unique(col)
+            if not (pa.types.is_string(found.type) or pa.types.is_large_string(found.type)):
+                return None
+            values.update(v for v in found.to_pylist() if v is not None)
+            if len(values) > limit:
+                break
+    except (pa.ArrowException, OSError) as exc:
+        log.debug("values of %s not read from the Parquet dictionaries of %s...: %s", column, files[0], exc)
+        return None
+    return sorted(values)
+
+
 def single_parquet_file(folder: Path) -> Path:
     """The one data file Spark wrote into `folder` (the job writes a single partition)."""
     files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))

@@ -184,19 +184,19 @@ def test_distinct_values_read_from_the_files_give_the_counts_a_spark_job_gives(s
     landing = _hand_made(tmp_path, tiny_spec)
     # every value in the window's files (the hand-made events use all three kinds)
     partitions = features._partition_dirs(Path(landing.url), "events", day_range(D - dt.timedelta(days=5), D))
-    assert features._values_in_files(partitions, "kind") == ["a", "b", "c"]
+    assert features.string_values(partitions, "kind", features.MAX_MASK_VALUES) == ["a", "b", "c"]
     from_files = build_features(spark, tiny_spec, Path(landing.url), D).toPandas()
     listed_by_spark = []
-    monkeypatch.setattr(features, "_values_in_files", lambda *a: listed_by_spark.append(a[1]))
+    monkeypatch.setattr(features, "string_values", lambda *a: listed_by_spark.append(a[1]))
     from_spark = build_features(spark, tiny_spec, Path(landing.url), D).toPandas()
     assert listed_by_spark == ["kind", "device"]
     pd.testing.assert_frame_equal(from_files, from_spark)
 
 
-def test_values_in_files_reads_dictionaries_plain_pages_and_nulls_and_declines_what_it_cannot_read(tmp_path):
+def test_string_values_reads_dictionaries_plain_pages_and_nulls_and_declines_what_it_cannot_read(tmp_path):
     import pyarrow.parquet as pq
 
-    from batchml.features import MAX_MASK_VALUES, _values_in_files
+    from batchml.storage import string_values
 
     day1, day2 = tmp_path / "dt=2026-03-01", tmp_path / "dt=2026-03-02"
     day1.mkdir()
@@ -204,15 +204,15 @@ def test_values_in_files_reads_dictionaries_plain_pages_and_nulls_and_declines_w
     pq.write_table(pa.table({"c": ["x", None, "y", "x"], "n": [1.0, 2.0, 3.0, 4.0]}), day1 / "part-0.parquet")
     pq.write_table(pa.table({"c": ["z", "x"], "n": [5.0, 6.0]}), day2 / "part-0.parquet", use_dictionary=False)
     folders = [str(day1), str(day2)]
-    assert _values_in_files(folders, "c") == ["x", "y", "z"]  # null is bit 0 whether or not it occurs
-    assert _values_in_files([str(day1)], "c") == ["x", "y"]
-    assert _values_in_files(folders, "n") is None  # not strings: the Spark job lists them
-    assert _values_in_files(folders, "missing") is None
-    many = [f"v{i}" for i in range(MAX_MASK_VALUES + 5)]
+    assert string_values(folders, "c", 10) == ["x", "y", "z"]  # null is bit 0 whether or not it occurs
+    assert string_values([str(day1)], "c", 10) == ["x", "y"]
+    assert string_values(folders, "n", 10) is None  # not strings: the Spark job lists them
+    assert string_values(folders, "missing", 10) is None
+    many = [f"v{i}" for i in range(15)]
     pq.write_table(pa.table({"c": many, "n": [0.0] * len(many)}), day2 / "part-1.parquet")
-    assert len(_values_in_files(folders, "c")) > MAX_MASK_VALUES  # too many for a mask: the fallback plan
+    assert len(string_values(folders, "c", 10)) > 10  # too many for a mask: the fallback plan
     (day1 / "part-9.parquet").write_bytes(b"not parquet")
-    assert _values_in_files(folders, "c") is None
+    assert string_values(folders, "c", 10) is None
 
 
 def test_feature_job_writes_one_staged_file(spark, churn_spec, small_landing, small_as_of, tmp_path):
