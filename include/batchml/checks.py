@@ -106,7 +106,20 @@ def spark_connection(settings: Settings) -> Check:
         master, conf = lookup(settings.spark_conn_id)
     except Exception as exc:  # noqa: BLE001 - a missing connection, or an Airflow that cannot look it up
         return Check(what, False, " ".join(str(exc).split())[:400])
-    return Check(what, True, f"master {master}" + (f", {len(conf)} conf(s)" if conf else ""))
+    confs = f", {len(conf)} conf(s)" if conf else ""
+    if master.startswith("sc://"):
+        import socket
+        from urllib.parse import urlsplit
+
+        server = master.split("/;", 1)[0]  # its parameters may hold a token
+        address = urlsplit(server)
+        try:
+            socket.create_connection((address.hostname, address.port), timeout=3).close()
+        except OSError as exc:
+            return Check(what, False, f"cannot reach the Spark Connect server {server} ({exc}): start it with "
+                                      "`batchml spark-server`, or fix the connection's host and port")
+        return Check(what, True, f"Spark Connect server {server} (reachable){confs}")
+    return Check(what, True, f"master {master}{confs}")
 
 
 def environment(settings: Settings) -> list[Check]:

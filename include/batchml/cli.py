@@ -1,5 +1,5 @@
-"""`batchml` command line: the demo, the data generator, ingestion of your own files, backfills and a check of
-settings and specs."""
+"""`batchml` command line: the demo, the data generator, ingestion of your own files, backfills, a check of settings
+and specs, and a Spark Connect server for the tasks."""
 
 from __future__ import annotations
 
@@ -136,6 +136,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spark_server(args: argparse.Namespace) -> int:
+    import os
+
+    from batchml import spark_server
+
+    conf = {}
+    for item in args.conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--conf {item!r}: expected KEY=VALUE, e.g. --conf spark.driver.memory=4g")
+        conf[key.strip()] = value
+    spark_server.serve(args.master, args.host, args.port, conf, os.environ.get(spark_server.TOKEN_ENV) or None,
+                       say=lambda text: print(text, flush=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batchml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--date", type=_date, default=dt.date.today(), help="partition date (default: today)")
     ing.add_argument("--landing", default=None, help="landing URL (default: BATCHML_LANDING_URL)")
     ing.set_defaults(func=cmd_ingest)
+
+    from batchml.spark_server import DEFAULT_PORT, TOKEN_ENV
+
+    server = sub.add_parser("spark-server", help="run a Spark Connect server with batchml's defaults: tasks whose "
+                                                 "Spark connection points at it share its warm driver")
+    server.add_argument("--master", default="local[*]", help="where its jobs run: local[*] or a cluster's master URL")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    server.add_argument("--port", type=int, default=DEFAULT_PORT)
+    server.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"a Spark conf over batchml's defaults (repeatable); clients must send the token in "
+                             f"{TOKEN_ENV} when it is set")
+    server.set_defaults(func=cmd_spark_server)
 
     check = sub.add_parser("check", help="validate settings and every spec, list the DAGs they generate")
     check.set_defaults(func=cmd_check)

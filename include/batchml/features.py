@@ -21,6 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
+import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,11 +76,49 @@ DEFAULT_CONFS = {
 }
 
 
-def start_spark(master: str = "local[*]", conf: dict[str, str] | None = None, app_name: str = "batchml"):
-    """A Spark session on `master` with batchml's defaults and `conf` over them (driver options, such as its memory,
-    only take effect when this starts the JVM: one session per process)."""
+def is_connect_url(master: str) -> bool:
+    """Whether `master` is a Spark Connect server (`sc://host:port`, e.g. `batchml spark-server`)."""
+    return master.startswith("sc://")
+
+
+def _connect_session(url: str, conf: dict[str, str]):
+    """A new session on a Spark Connect server. Only SQL confs are a session's own; the server's driver has the rest.
+    An unreachable server or a refused token is a ConfigurationError saying what to do."""
+    import socket
+    from urllib.parse import urlsplit
+
     from pyspark.sql import SparkSession
 
+    from batchml.errors import ConfigurationError
+
+    confs = {k: str(v) for k, v in {**DEFAULT_CONFS, **RUNTIME_CONFS, **conf}.items() if k.startswith("spark.sql.")}
+    where = url.split("/;", 1)[0]  # without the parameters: a token stays out of messages
+    advice = ("Start one with `batchml spark-server` (docs/deploy.md), or point the Spark connection "
+              "(BATCHML_SPARK_CONN_ID) at a running server")
+    address = urlsplit(where)
+    try:  # the client retries an unreachable server for minutes: a closed port is told at once
+        socket.create_connection((address.hostname, address.port or 15002), timeout=10).close()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot reach the Spark Connect server {where} ({exc}). {advice}.") from None
+    try:
+        # setting the confs is the first call to the server
+        return SparkSession.builder.remote(url).config(map=confs).create()
+    except Exception as exc:  # grpc's and Spark Connect's errors, whatever their classes
+        text = " ".join(str(exc).split())
+        detail = m.group(1) if (m := re.search(r'details = "([^"]*)"', text)) else text[:300]
+        raise ConfigurationError(
+            f"cannot open a session on the Spark Connect server {where}: {detail}. {advice}; a server started with "
+            "a token needs the same token in the connection (extra `token`).") from None
+
+
+def start_spark(master: str = "local[*]", conf: dict[str, str] | None = None, app_name: str = "batchml"):
+    """A Spark session on `master` with batchml's defaults and `conf` over them (driver options, such as its memory,
+    only take effect when this starts the JVM: one session per process). On a Spark Connect server (`sc://`), a new
+    client session of its own."""
+    from pyspark.sql import SparkSession
+
+    if is_connect_url(master):
+        return _connect_session(master, conf or {})
     builder = SparkSession.builder.master(master).appName(app_name)
     confs = {**DEFAULT_CONFS, **RUNTIME_CONFS, **(conf or {})}
     archive = class_archive_options()
@@ -97,9 +137,24 @@ def local_spark_session(master: str = "local[*]", app_name: str = "batchml", con
 @contextmanager
 def spark_session(master: str, conf: dict[str, str], app_name: str) -> Iterator[SparkSession]:
     """A Spark session for one task, stopped at the end if this started it (each Airflow task runs in a process of
-    its own). A session already running in the process (a test's, a notebook's) is used and left running."""
+    its own). A session already running in the process (a test's, a notebook's) is used and left running. On a Spark
+    Connect server the task's session is released at the end; the server keeps running."""
     from pyspark import SparkContext
 
+    if is_connect_url(master):
+        # PySpark marks the whole process as a Connect client (`pyspark.sql.functions` then build Connect columns);
+        # unmarked again at the end, so that a process that also uses a local session (a test run) still can
+        marked = "SPARK_CONNECT_MODE_ENABLED" in os.environ
+        try:
+            session = start_spark(master, conf, app_name)
+            try:
+                yield session
+            finally:
+                session.stop()
+        finally:
+            if not marked:
+                os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+        return
     already_running = SparkContext._active_spark_context is not None
     session = start_spark(master, conf, app_name)
     try:

@@ -70,3 +70,26 @@ def test_data_lake_locations_derive_from_data_root(monkeypatch, tmp_path):
     assert s.features_root == tmp_path / "lake" / "features"
     assert s.gx_root == tmp_path / "lake" / "gx"
     assert s.data_docs_index.is_relative_to(Path(tmp_path / "lake" / "gx"))
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "extras", "url"),
+    [
+        ("localhost", 15099, {}, "sc://localhost:15099"),
+        ("sc://spark.internal", None, {"token": "t0k", "use_ssl": "true"}, "sc://spark.internal:15002/;token=t0k;use_ssl=true"),
+        ("connect.example.com/", 443, {"user_id": "airflow", "spark.sql.shuffle.partitions": "64"},
+         "sc://connect.example.com:443/;user_id=airflow"),
+    ],
+)
+def test_a_spark_connect_connection_becomes_its_sc_url(host, port, extras, url):
+    from batchml.pipelines.common import connect_url
+
+    assert connect_url(host, port, extras) == url
+
+
+def test_a_spark_connect_connection_without_a_host_says_what_to_set():
+    from batchml.errors import ConfigurationError
+    from batchml.pipelines.common import connect_url
+
+    with pytest.raises(ConfigurationError, match="has no host"):
+        connect_url("", 15002, {})

@@ -203,8 +203,25 @@ def spark_connection(conn_id: str) -> tuple[str, dict[str, str]]:
             f"Airflow connection {conn_id!r} (BATCHML_SPARK_CONN_ID) does not exist: define it, e.g. "
             f"AIRFLOW_CONN_{conn_id.upper()}='{{\"conn_type\": \"spark\", \"host\": \"local[*]\"}}' "
             "(bin/env.sh does), or point BATCHML_SPARK_CONN_ID at an existing one") from None
+    extras = {k: str(v) for k, v in (conn.extra_dejson or {}).items()}
+    if conn.conn_type == "spark_connect":
+        return connect_url(conn.host, conn.port, extras), {k: v for k, v in extras.items() if k.startswith("spark.")}
     master = f"{conn.host}:{conn.port}" if conn.port else (conn.host or "local[*]")
-    return master, {k: str(v) for k, v in (conn.extra_dejson or {}).items()}
+    return master, extras
+
+
+def connect_url(host: str | None, port: int | None, extras: dict[str, str]) -> str:
+    """The `sc://` URL of a `spark_connect` connection (the Spark provider's fields: host, port, and the extras
+    `token`, `use_ssl`, `user_id`)."""
+    from batchml.errors import ConfigurationError
+    from batchml.spark_server import DEFAULT_PORT
+
+    host = (host or "").removeprefix("sc://").split("/")[0]
+    if not host:
+        raise ConfigurationError("the spark_connect connection has no host: set it to the Spark Connect server's "
+                                 "host name (e.g. localhost for `batchml spark-server` on this machine)")
+    params = [f"{name}={extras[name]}" for name in ("token", "use_ssl", "user_id") if extras.get(name)]
+    return f"sc://{host}:{port or DEFAULT_PORT}" + (f"/;{';'.join(params)}" if params else "")
 
 
 def spark_for(settings: Settings, context):
