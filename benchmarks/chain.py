@@ -286,8 +286,9 @@ def stage_features(a: dict, meter: Meter) -> dict:
     """The feature DAG's tasks for the scoring date, in one fresh process: raw checks of the newest day, a fresh
     Spark session, the job (first run; then a warm second run in the same session, not published), feature checks,
     publish."""
-    from batchml.features import build_feature_partition, publish_feature_partition, spark_session
+    from batchml.features import build_feature_partition, publish_feature_partition
     from batchml.partitions import landed_raw
+    from batchml.spark import spark_session
     from batchml.validation import validate_feature_partition, validate_raw_partitions
 
     settings, spec = _env()
@@ -349,7 +350,7 @@ def stage_snapshots(a: dict, meter: Meter) -> dict:
     import pyarrow.parquet as pq
 
     from batchml.datasets import ensure_snapshots
-    from batchml.features import spark_session
+    from batchml.spark import spark_session
     from batchml.storage import feature_partition_file
 
     settings, spec = _env()

@@ -63,6 +63,7 @@ def main() -> int:
     from batchml.partitions import landed_raw
     from batchml.results import TrainingRequest
     from batchml.settings import Settings
+    from batchml.spark import local_spark_session
     from batchml.specs import load_spec
     from batchml.storage import DATA_FILE, Landing, feature_partition_dir
     from batchml.training import train_candidates
@@ -77,7 +78,7 @@ def main() -> int:
     generate(cfg, landing, progress=lambda m: print("  generate:", m, flush=True))
     settings = Settings(home=root / "home", landing_url=landing.url)
     settings.home.mkdir(parents=True, exist_ok=True)
-    spark = features.local_spark_session("local[2]", app_name="drift-retraining")
+    spark = local_spark_session("local[2]", app_name="drift-retraining")
     spark.sparkContext.setLogLevel("ERROR")
     say = lambda msg: print(f"[{time.perf_counter() - started:6.0f} s] {msg}", flush=True)  # noqa: E731
 

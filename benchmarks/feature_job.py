@@ -270,7 +270,8 @@ def timed(label: str, fn, runs: int, children: bool = True) -> dict:
 
 def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, explain: bool) -> dict:
     """Session start, then `runs` timed runs of run_feature_job (peak RSS and CPU of Python + the driver JVM)."""
-    from batchml.features import build_features, local_spark_session, run_feature_job
+    from batchml.features import build_features, run_feature_job
+    from batchml.spark import local_spark_session
     from batchml.sparkconf import class_archive_options
 
     archive = class_archive_options()
@@ -293,7 +294,8 @@ def connect_child(args) -> None:
     """Child-process entry, as a task runs the job on a Spark Connect server: import, open a session, run, stop.
     Prints the seconds of each part as JSON on stdout."""
     started = time.perf_counter()
-    from batchml.features import run_feature_job, spark_session
+    from batchml.features import run_feature_job
+    from batchml.spark import spark_session
     from batchml.specs import load_spec
 
     url, landing, as_of, out = args.connect_child

@@ -193,10 +193,11 @@ def main(argv=None) -> None:
 
 def run_day(args, root: Path, landing: Path, day: dt.date, as_of: dt.date) -> dict:
     from batchml import score_table, scoring, validation
-    from batchml.features import build_feature_partition, local_spark_session, publish_feature_partition
+    from batchml.features import build_feature_partition, publish_feature_partition
     from batchml.partitions import landed_raw
     from batchml.results import RawChecked, StagedScores
     from batchml.settings import get_settings
+    from batchml.spark import local_spark_session
     from batchml.specs import load_spec
     from batchml.storage import feature_partition_file
 

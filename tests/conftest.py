@@ -129,7 +129,7 @@ def landing_copy(small_landing, tmp_path):
 
 @pytest.fixture(scope="session")
 def spark():
-    from batchml.features import local_spark_session
+    from batchml.spark import local_spark_session
 
     session = local_spark_session("local[2]", app_name="batchml-tests")
     session.sparkContext.setLogLevel("ERROR")

@@ -139,7 +139,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_spark_server(args: argparse.Namespace) -> int:
     import os
 
-    from batchml import spark_server
+    from batchml import spark
 
     conf = {}
     for item in args.conf:
@@ -147,8 +147,8 @@ def cmd_spark_server(args: argparse.Namespace) -> int:
         if not sep or not key.strip():
             raise ValueError(f"--conf {item!r}: expected KEY=VALUE, e.g. --conf spark.driver.memory=4g")
         conf[key.strip()] = value
-    spark_server.serve(args.master, args.host, args.port, conf, os.environ.get(spark_server.TOKEN_ENV) or None,
-                       say=lambda text: print(text, flush=True))
+    spark.serve(args.master, args.host, args.port, conf, os.environ.get(spark.TOKEN_ENV) or None,
+                say=lambda text: print(text, flush=True))
     return 0
 
 
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--landing", default=None, help="landing URL (default: BATCHML_LANDING_URL)")
     ing.set_defaults(func=cmd_ingest)
 
-    from batchml.spark_server import DEFAULT_PORT, TOKEN_ENV
+    from batchml.spark import DEFAULT_PORT, TOKEN_ENV
 
     server = sub.add_parser("spark-server", help="run a Spark Connect server with batchml's defaults: tasks whose "
                                                  "Spark connection points at it share its warm driver")

@@ -7,7 +7,7 @@ after D can change D's features (tests/integration/test_features.py shifts event
 Aggregation plan (read `explain()` before changing it; benchmarks/feature_job.py measures it and docs/benchmarks.md
 has the figures): one scan of the events and one aggregation per entity that computes every window at once with
 conditional aggregates; Spark aggregates partially in each scan task, and a task reads up to half the window on 2
-cores (DEFAULT_CONFS: files counted near their size), so about one row per entity and task is shuffled. A distinct
+cores (batchml.spark.DEFAULT_CONFS: files counted near their size), so about one row per entity and task is shuffled. A distinct
 count of a column with few values (up to MAX_MASK_VALUES, read from the Parquet dictionaries first) is the number of
 bits set in the OR of one bit per value over the window, so it needs neither one `countDistinct` per window (the
 costly part of the naive plan) nor a first aggregation per (entity, value), whose partial aggregation reduces
@@ -21,11 +21,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
-import os
-import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,13 +31,7 @@ from batchml.errors import LandingError, SpecError
 from batchml.partitions import as_of_timestamp, snapshot_day, window_days
 from batchml.results import CheckedFeatures, PublishedFeatures, RawChecked, StagedFeatures
 from batchml.settings import Settings
-from batchml.sparkconf import (  # noqa: F401 - SPARK_TYPES re-exported
-    JAVA_OPTIONS,
-    PARQUET_READ_OPTIONS,
-    RUNTIME_CONFS,
-    SPARK_TYPES,
-    class_archive_options,
-)
+from batchml.sparkconf import PARQUET_READ_OPTIONS, RUNTIME_CONFS, SPARK_TYPES
 from batchml.specs import AS_OF_COLUMN, AggregateSpec, UseCaseSpec
 from batchml.specs.data import MISSING_SUFFIX
 from batchml.storage import Landing, partition_name, string_values
@@ -49,121 +40,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-# Session confs batchml sets unless the Spark connection (or the caller) sets them; RUNTIME_CONFS always apply.
-DEFAULT_CONFS = {
-    "spark.sql.shuffle.partitions": "4",
-    "spark.ui.enabled": "false",
-    "spark.ui.showConsoleProgress": "false",
-    "spark.driver.memory": "2g",
-    "spark.sql.adaptive.enabled": "true",
-    # Spark packs small files into a scan task up to maxPartitionBytes, counting each file as at least openCostInBytes
-    # (4 MB by default). A landed day is many small files (transactions at 1M customers: 20 of 370 KB), so each task
-    # read about 1.5 days: its partial aggregation met most entities once and passed 22.7M of the 38M events read on
-    # to the shuffle. Counted near their size, the files of a window fill one task per core, and 2.4M rows are
-    # shuffled (at 1M customers the warm job 41.6 -> 32.6 s; docs/benchmarks.md). A cluster still gets a task per core.
-    "spark.sql.files.openCostInBytes": "262144",
-    "spark.sql.files.maxPartitionBytes": "1g",
-    # The first-level ("fast") hash map of an aggregation holds 65,536 groups; grouped by entity (a million), nearly
-    # every row probed it in vain before the main map (about 10% of the scan's CPU time).
-    "spark.sql.codegen.aggregate.map.twolevel.enabled": "false",
-    # Reads select day folders and Spark filters every row after the scan anyway; pushing the time filters down to
-    # Parquet row groups skipped nothing here but cost a filter conversion per file: with a partition's 20 files a
-    # day and the population read from every landed day, 3 CPU s in each run at 1M customers, 4 s in the first.
-    "spark.sql.parquet.filterPushdown": "false",
-    # the throughput collector: 10-15% less CPU than the default G1 on the feature job (docs/benchmarks.md)
-    "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
-}
-
-
-def is_connect_url(master: str) -> bool:
-    """Whether `master` is a Spark Connect server (`sc://host:port`, e.g. `batchml spark-server`)."""
-    return master.startswith("sc://")
-
-
-def _connect_session(url: str, conf: dict[str, str]):
-    """A new session on a Spark Connect server. Only SQL confs are a session's own; the server's driver has the rest.
-    An unreachable server or a refused token is a ConfigurationError saying what to do."""
-    import socket
-    from urllib.parse import urlsplit
-
-    from pyspark.sql import SparkSession
-
-    from batchml.errors import ConfigurationError
-
-    confs = {k: str(v) for k, v in {**DEFAULT_CONFS, **RUNTIME_CONFS, **conf}.items() if k.startswith("spark.sql.")}
-    where = url.split("/;", 1)[0]  # without the parameters: a token stays out of messages
-    advice = ("Start one with `batchml spark-server` (docs/deploy.md), or point the Spark connection "
-              "(BATCHML_SPARK_CONN_ID) at a running server")
-    address = urlsplit(where)
-    try:  # the client retries an unreachable server for minutes: a closed port is told at once
-        socket.create_connection((address.hostname, address.port or 15002), timeout=10).close()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot reach the Spark Connect server {where} ({exc}). {advice}.") from None
-    try:
-        # setting the confs is the first call to the server
-        return SparkSession.builder.remote(url).config(map=confs).create()
-    except Exception as exc:  # grpc's and Spark Connect's errors, whatever their classes
-        text = " ".join(str(exc).split())
-        detail = m.group(1) if (m := re.search(r'details = "([^"]*)"', text)) else text[:300]
-        raise ConfigurationError(
-            f"cannot open a session on the Spark Connect server {where}: {detail}. {advice}; a server started with "
-            "a token needs the same token in the connection (extra `token`).") from None
-
-
-def start_spark(master: str = "local[*]", conf: dict[str, str] | None = None, app_name: str = "batchml"):
-    """A Spark session on `master` with batchml's defaults and `conf` over them (driver options, such as its memory,
-    only take effect when this starts the JVM: one session per process). On a Spark Connect server (`sc://`), a new
-    client session of its own."""
-    from pyspark.sql import SparkSession
-
-    if is_connect_url(master):
-        return _connect_session(master, conf or {})
-    builder = SparkSession.builder.master(master).appName(app_name)
-    confs = {**DEFAULT_CONFS, **RUNTIME_CONFS, **(conf or {})}
-    archive = class_archive_options()
-    if archive:
-        confs[JAVA_OPTIONS] = f"{confs.get(JAVA_OPTIONS, '')} {archive}".strip()
-    for key, value in confs.items():
-        builder = builder.config(key, str(value))
-    return builder.getOrCreate()
-
-
-def local_spark_session(master: str = "local[*]", app_name: str = "batchml", conf: dict[str, str] | None = None):
-    """A Spark session for the CLI, tests and benchmarks (Airflow tasks: `spark_session` with the connection's)."""
-    return start_spark(master, conf, app_name)
-
-
-@contextmanager
-def spark_session(master: str, conf: dict[str, str], app_name: str) -> Iterator[SparkSession]:
-    """A Spark session for one task, stopped at the end if this started it (each Airflow task runs in a process of
-    its own). A session already running in the process (a test's, a notebook's) is used and left running. On a Spark
-    Connect server the task's session is released at the end; the server keeps running."""
-    from pyspark import SparkContext
-
-    if is_connect_url(master):
-        # PySpark marks the whole process as a Connect client (`pyspark.sql.functions` then build Connect columns);
-        # unmarked again at the end, so that a process that also uses a local session (a test run) still can
-        marked = "SPARK_CONNECT_MODE_ENABLED" in os.environ
-        try:
-            session = start_spark(master, conf, app_name)
-            try:
-                yield session
-            finally:
-                session.stop()
-        finally:
-            if not marked:
-                os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
-        return
-    already_running = SparkContext._active_spark_context is not None
-    session = start_spark(master, conf, app_name)
-    try:
-        session.sparkContext.setLogLevel("WARN")
-        yield session
-    finally:
-        if not already_running:
-            session.stop()
-
 
 @dataclass
 class FeatureContext:

@@ -24,7 +24,7 @@ RUNTIME_CONFS = {
     # on a small cluster, while the driver lists a few hundred local folders in milliseconds.
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "1024",
 }
-# Options of every Parquet read. Where filters are pushed down to Parquet (off in batchml.features.DEFAULT_CONFS; a
+# Options of every Parquet read. Where filters are pushed down to Parquet (off in batchml.spark.DEFAULT_CONFS; a
 # connection may turn it on), dictionary filtering made parquet-mr expand the dictionary of the timestamp column of
 # every file (tens of thousands of values, boxed) to test a range the min/max statistics already answer: it doubled
 # the scan's CPU time.

@@ -91,8 +91,8 @@ def test_a_wrong_token_or_a_closed_port_fails_the_task_at_once_with_what_to_do(
     from airflow.utils.session import create_session
 
     from batchml.errors import ConfigurationError
-    from batchml.features import spark_session
     from batchml.pipelines.common import spark_connection
+    from batchml.spark import spark_session
 
     port, _, _ = connect_server
     for conn_port, said in [(port, "Invalid authentication token"),

@@ -243,8 +243,9 @@ def _same_features_as_local(stack, day: dt.date, tmp_path: Path) -> None:
     """The partition the cluster published equals the same job run here in local mode on the same landed files."""
     import pandas as pd
 
-    from batchml.features import local_spark_session, run_feature_job
+    from batchml.features import run_feature_job
     from batchml.partitions import partitions_read
+    from batchml.spark import local_spark_session
     from batchml.specs import load_spec
     from batchml.storage import Landing, feature_partition_file
 

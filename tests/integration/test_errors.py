@@ -81,7 +81,7 @@ def test_a_corrupt_parquet_file_read_by_spark_is_permanent(spark, tmp_path):
 @pytest.mark.spark
 def test_an_invalid_driver_memory_setting_is_permanent():
     """The JVM refuses `spark.driver.memory: lots`: no retry will start it (a fresh process: one JVM per process)."""
-    probe = ("from batchml.features import start_spark\n"
+    probe = ("from batchml.spark import start_spark\n"
              "from batchml.errors import is_permanent, what_to_do\n"
              "try:\n    start_spark('local[1]', {'spark.driver.memory': 'lots'})\n"
              "except Exception as exc:\n    print('PERMANENT' if is_permanent(exc) else 'TRANSIENT', what_to_do(exc))\n"

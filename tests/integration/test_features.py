@@ -251,7 +251,7 @@ def test_missing_window_partition_is_a_clear_error(spark, churn_spec, landing_co
 
 def test_a_task_session_leaves_a_session_already_running_in_the_process_running(spark):
     # a DAG run inside a test (dag.test) or a notebook must not stop the session it found running
-    from batchml.features import spark_session
+    from batchml.spark import spark_session
 
     with spark_session("local[2]", {}, "a-task") as session:
         assert session.sparkContext is spark.sparkContext

@@ -49,7 +49,7 @@ def test_a_writer_file_is_adopted_only_once_settled_and_extra_ones_are_removed(h
 
 _START = """
 import sys
-from batchml.features import start_spark
+from batchml.spark import start_spark
 spark = start_spark("local[1]", {"spark.driver.extraJavaOptions": sys.argv[1]}, "archive-test")
 assert spark.range(1000).selectExpr("sum(id)").collect()[0][0] == 499500
 """

@@ -214,7 +214,7 @@ def connect_url(host: str | None, port: int | None, extras: dict[str, str]) -> s
     """The `sc://` URL of a `spark_connect` connection (the Spark provider's fields: host, port, and the extras
     `token`, `use_ssl`, `user_id`)."""
     from batchml.errors import ConfigurationError
-    from batchml.spark_server import DEFAULT_PORT
+    from batchml.spark import DEFAULT_PORT
 
     host = (host or "").removeprefix("sc://").split("/")[0]
     if not host:
@@ -226,7 +226,7 @@ def connect_url(host: str | None, port: int | None, extras: dict[str, str]) -> s
 
 def spark_for(settings: Settings, context):
     """The task's Spark session (a context manager), on the master and confs of the Spark connection."""
-    from batchml.features import spark_session
+    from batchml.spark import spark_session
 
     master, conf = spark_connection(settings.spark_conn_id)
     ti = context["ti"]
