@@ -80,13 +80,18 @@ def _connect_session(url: str, conf: dict[str, str]):
               "(BATCHML_SPARK_CONN_ID) at a running server")
     address = urlsplit(where)
     try:  # the client retries an unreachable server for minutes: a closed port is told at once
-        socket.create_connection((address.hostname, address.port or 15002), timeout=10).close()
+        socket.create_connection((address.hostname, address.port or DEFAULT_PORT), timeout=10).close()
     except OSError as exc:
         raise ConfigurationError(f"cannot reach the Spark Connect server {where} ({exc}). {advice}.") from None
+    session = SparkSession.builder.remote(url).create()  # no call to the server yet
     try:
-        # setting the confs is the first call to the server
-        return SparkSession.builder.remote(url).config(map=confs).create()
+        for key, value in confs.items():  # the first calls to the server
+            session.conf.set(key, value)
+        return session
     except Exception as exc:  # grpc's and Spark Connect's errors, whatever their classes
+        # stopped now: a client left open calls the server again when the process exits, and retries for minutes if
+        # the server has gone by then (the process does not exit meanwhile)
+        session.stop()
         text = " ".join(str(exc).split())
         detail = m.group(1) if (m := re.search(r'details = "([^"]*)"', text)) else text[:300]
         raise ConfigurationError(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-pytestmark = [pytest.mark.airflow, pytest.mark.spark]
+pytestmark = [pytest.mark.airflow, pytest.mark.spark, pytest.mark.timeout(900)]
 
 
 def _free_port() -> int:
@@ -89,6 +89,7 @@ def test_a_wrong_token_or_a_closed_port_fails_the_task_at_once_with_what_to_do(
     airflow_db, churn_spec, small_landing, small_as_of, isolated_home, connect_server, monkeypatch
 ):
     from airflow.utils.session import create_session
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     from batchml.errors import ConfigurationError
     from batchml.pipelines.common import spark_connection
@@ -105,6 +106,9 @@ def test_a_wrong_token_or_a_closed_port_fails_the_task_at_once_with_what_to_do(
                 pass
         assert "batchml spark-server" in str(raised.value) and "not-the-token" not in str(raised.value)
         assert "SPARK_CONNECT_MODE_ENABLED" not in os.environ
+        # the refused client is closed: one left open calls the server again when the process exits, and retried
+        # for as long as the server was gone (a test run printed its summary and did not exit)
+        assert ConnectSession.getActiveSession() is None
 
         settings = isolated_home(landing_url=small_landing.url, spark_conn_id="batchml_connect_bad")
         started = time.perf_counter()
