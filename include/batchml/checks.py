@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchml.errors import ConfigurationError
 from batchml.settings import Settings
 from batchml.specs import UseCaseSpec
 
@@ -107,17 +108,13 @@ def spark_connection(settings: Settings) -> Check:
     except Exception as exc:  # noqa: BLE001 - a missing connection, or an Airflow that cannot look it up
         return Check(what, False, " ".join(str(exc).split())[:400])
     confs = f", {len(conf)} conf(s)" if conf else ""
-    if master.startswith("sc://"):
-        import socket
-        from urllib.parse import urlsplit
+    from batchml.spark import is_connect_url, reach_connect_server
 
-        server = master.split("/;", 1)[0]  # its parameters may hold a token
-        address = urlsplit(server)
+    if is_connect_url(master):
         try:
-            socket.create_connection((address.hostname, address.port), timeout=3).close()
-        except OSError as exc:
-            return Check(what, False, f"cannot reach the Spark Connect server {server} ({exc}): start it with "
-                                      "`batchml spark-server`, or fix the connection's host and port")
+            server = reach_connect_server(master, timeout=3)
+        except ConfigurationError as exc:
+            return Check(what, False, str(exc))
         return Check(what, True, f"Spark Connect server {server} (reachable){confs}")
     return Check(what, True, f"master {master}{confs}")
 

@@ -64,25 +64,37 @@ def is_connect_url(master: str) -> bool:
     return master.startswith("sc://")
 
 
-def _connect_session(url: str, conf: dict[str, str]):
-    """A new session on a Spark Connect server. Only SQL confs are a session's own; the server's driver has the rest.
-    An unreachable server or a refused token is a ConfigurationError saying what to do."""
+CONNECT_ADVICE = ("Start one with `batchml spark-server` (docs/deploy.md), or point the Spark connection "
+                  "(BATCHML_SPARK_CONN_ID) at a running server")
+
+
+def reach_connect_server(url: str, timeout: float = 10) -> str:
+    """The server part of a Spark Connect URL (its parameters, which may hold a token, left out), once a TCP
+    connection to it succeeded; otherwise a ConfigurationError saying what to do. PySpark's client retries an
+    unreachable server for minutes, so a closed port is told at once."""
     import socket
     from urllib.parse import urlsplit
 
+    from batchml.errors import ConfigurationError
+
+    where = url.split("/;", 1)[0]
+    address = urlsplit(where)
+    try:
+        socket.create_connection((address.hostname, address.port or DEFAULT_PORT), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot reach the Spark Connect server {where} ({exc}). {CONNECT_ADVICE}.") from None
+    return where
+
+
+def _connect_session(url: str, conf: dict[str, str]):
+    """A new session on a Spark Connect server. Only SQL confs are a session's own; the server's driver has the rest.
+    An unreachable server or a refused token is a ConfigurationError saying what to do."""
     from pyspark.sql import SparkSession
 
     from batchml.errors import ConfigurationError
 
     confs = {k: str(v) for k, v in {**DEFAULT_CONFS, **RUNTIME_CONFS, **conf}.items() if k.startswith("spark.sql.")}
-    where = url.split("/;", 1)[0]  # without the parameters: a token stays out of messages
-    advice = ("Start one with `batchml spark-server` (docs/deploy.md), or point the Spark connection "
-              "(BATCHML_SPARK_CONN_ID) at a running server")
-    address = urlsplit(where)
-    try:  # the client retries an unreachable server for minutes: a closed port is told at once
-        socket.create_connection((address.hostname, address.port or DEFAULT_PORT), timeout=10).close()
-    except OSError as exc:
-        raise ConfigurationError(f"cannot reach the Spark Connect server {where} ({exc}). {advice}.") from None
+    where = reach_connect_server(url)
     session = SparkSession.builder.remote(url).create()  # no call to the server yet
     try:
         for key, value in confs.items():  # the first calls to the server
@@ -95,8 +107,8 @@ def _connect_session(url: str, conf: dict[str, str]):
         text = " ".join(str(exc).split())
         detail = m.group(1) if (m := re.search(r'details = "([^"]*)"', text)) else text[:300]
         raise ConfigurationError(
-            f"cannot open a session on the Spark Connect server {where}: {detail}. {advice}; a server started with "
-            "a token needs the same token in the connection (extra `token`).") from None
+            f"cannot open a session on the Spark Connect server {where}: {detail}. {CONNECT_ADVICE}; a server started "
+            "with a token needs the same token in the connection (extra `token`).") from None
 
 
 def start_spark(master: str = "local[*]", conf: dict[str, str] | None = None, app_name: str = "batchml"):
