@@ -160,6 +160,10 @@ def _aggregate(events: DataFrame, agg: AggregateSpec, key: str, ts_col: str, as_
     in_w[longest] = F.lit(True)
     need_n = agg.count or agg.mean or agg.share or agg.trend
     bits = {c: b for c in agg.distinct if (b := _value_bits(events, c, partitions)) is not None}
+    # each value's bit once per event, in a projection below the aggregation: written into the aggregate, Spark
+    # evaluated its array search twice per window and event (bit_or tests its input for null, then ORs it)
+    events = events.select("*", *[b.alias(f"_bit_{c}") for c, b in bits.items()])
+    bits = {c: F.col(f"_bit_{c}") for c in bits}
 
     aggs: list = [F.max(ts_col).alias("_last")]
     for w in agg.windows:
