@@ -51,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--spec", type=Path, default=REPO / "specs" / "churn.yaml")
     p.add_argument("--runs", type=int, default=3, help="Spark and DuckDB runs; the first Spark run is the cold one")
     p.add_argument("--explain", action="store_true", help="print the formatted physical plan of the Spark job")
+    p.add_argument("--floor", action="store_true",
+                   help="also time both engines' floor on the same events: only the group-by per entity of the "
+                        "first aggregate block's window (count, sum and max of one column, last time), warm")
     p.add_argument("--connect-runs", type=int, default=4,
                    help="runs through a Spark Connect server (`batchml spark-server`), each from a fresh process as "
                         "an Airflow task makes them; the first is the server's cold run; 0 skips them")
@@ -268,7 +271,8 @@ def timed(label: str, fn, runs: int, children: bool = True) -> dict:
     return out
 
 
-def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, explain: bool) -> dict:
+def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, explain: bool,
+              with_floor: bool = False) -> dict:
     """Session start, then `runs` timed runs of run_feature_job (peak RSS and CPU of Python + the driver JVM)."""
     from batchml.features import build_features, run_feature_job
     from batchml.spark import local_spark_session
@@ -284,10 +288,67 @@ def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, expla
     session_s = time.perf_counter() - t0
     if explain:
         build_features(spark, spec, raw_root, as_of).explain("formatted")
-    out = timed("spark", lambda i: run_feature_job(spark, spec, raw_root, as_of, work / f"spark_{i}").staged_file,
-                runs)
+    # the JVM's own count of the time its JIT compilers spent: on 2 cores they take CPU from the job's tasks
+    compilation = spark._jvm.java.lang.management.ManagementFactory.getCompilationMXBean()
+    jit_s: list[float] = []
+
+    def job(i: int) -> str:
+        before = compilation.getTotalCompilationTime()
+        staged = run_feature_job(spark, spec, raw_root, as_of, work / f"spark_{i}").staged_file
+        jit_s.append((compilation.getTotalCompilationTime() - before) / 1000)
+        return staged
+
+    out = timed("spark", job, runs)
+    print("  JIT compilation per run (s): " + ", ".join(f"{s:.1f}" for s in jit_s), flush=True)
+    floor = spark_floor(spark, spec, raw_root, as_of, runs) if with_floor else None
     spark.stop()
-    return {**out, "session_start_s": session_s, "class_archive": archive_state}
+    return {**out, "session_start_s": session_s, "class_archive": archive_state, "jit_compile_s": jit_s,
+            "floor": floor}
+
+
+def floor_block(spec):
+    """The first aggregate block: its source, timestamp, window and one numeric column (the floor's query)."""
+    agg = spec.features.aggregates[0]
+    column = (agg.sum + agg.mean + agg.max or [spec.sources[agg.source].timestamp])[0]
+    return agg.source, spec.sources[agg.source].timestamp, max(agg.windows), column
+
+
+def spark_floor(spark, spec, raw_root: Path, as_of: dt.date, runs: int) -> dict:
+    """Warm runs of the group-by alone (after the job's runs in the same session): what the engine takes for the
+    scan and the hash aggregation by entity, without the job's windows, shares, masks, joins and write."""
+    from pyspark.sql import functions as F
+
+    from batchml.features import read_events
+
+    source, ts, window, column = floor_block(spec)
+    key = spec.entity.key
+
+    def once(_):
+        events = read_events(spark, spec, raw_root, source, as_of, window)
+        grouped = events.groupBy(key).agg(F.count("*"), F.sum(column), F.max(column), F.max(ts))
+        return grouped.select(F.count("*")).collect()[0][0]
+
+    once(0)
+    return timed("spark floor", once, runs)
+
+
+def duckdb_floor(spec, raw_root: Path, as_of: dt.date, runs: int) -> dict:
+    """The same group-by in DuckDB (2 threads) over the same files."""
+    import duckdb
+
+    source, ts, window, column = floor_block(spec)
+    key = spec.entity.key
+    days = [as_of - dt.timedelta(days=k) for k in range(window, 0, -1)]
+    query = (f"SELECT count(*) FROM (SELECT {key}, count(*), sum({column}), max({column}), max({ts}) "
+             f"FROM read_parquet({parquet_glob(raw_root, source, days)}) "
+             f"WHERE {ts} >= {ts_literal(days[0])} AND {ts} < {ts_literal(as_of)} GROUP BY {key})")
+
+    def once(_):
+        with duckdb.connect() as con:
+            con.execute("SET threads = 2; SET TimeZone = 'UTC'")
+            return con.execute(query).fetchone()[0]
+
+    return timed("duckdb floor", once, runs, children=False)
 
 
 def connect_child(args) -> None:
@@ -422,13 +483,14 @@ def main(argv=None) -> None:
 
     load_before = load_average()
     print(f"spark local[2] ... (load average {load_before:.1f})", flush=True)
-    sp = run_spark(spec, raw_root, as_of, work, args.runs, args.explain)
+    sp = run_spark(spec, raw_root, as_of, work, args.runs, args.explain, args.floor)
     cx = None
     if args.connect_runs:
         print("spark through batchml spark-server, each run from a fresh client process ...", flush=True)
         cx = run_connect(args, raw_root, as_of, work)
     print("duckdb ...", flush=True)
     dk = run_duckdb(duckdb_sql(spec, raw_root, as_of), work / "duckdb.parquet", args.runs)
+    dk_floor = duckdb_floor(spec, raw_root, as_of, args.runs) if args.floor else None
     worst = compare(sp["result"], dk["result"], spec.entity.key)
     if cx:
         worst = max(worst, compare(cx["result"], dk["result"], spec.entity.key))
@@ -453,6 +515,16 @@ def main(argv=None) -> None:
     res["ratio_first_run_duckdb"] = sp["runs_s"][0] / dk["runs_s"][duck]
     res["ratio_task_duckdb"] = (sp["session_start_s"] + sp["runs_s"][0]) / dk["runs_s"][duck]
     res["goal_met"] = res["ratio_spark_duckdb"] <= 3.0
+    res["spark_jit_compile_s"] = sp["jit_compile_s"]
+    if dk_floor:
+        sf, df = sp["floor"], dk_floor
+        if sf["result"] != df["result"]:
+            raise SystemExit(f"floor query: Spark grouped {sf['result']:,} entities, DuckDB {df['result']:,}")
+        res["floor"] = {"query": "group-by per entity of the first aggregate block's window: count, sum and max of "
+                                 "one column, last time", "entities": sf["result"],
+                        "spark_s": min(sf["runs_s"]), "spark_cpu_s": sf["cpu_s"][sf["runs_s"].index(min(sf["runs_s"]))],
+                        "duckdb_s": min(df["runs_s"]), "duckdb_cpu_s": df["cpu_s"][df["runs_s"].index(min(df["runs_s"]))]}
+        res["floor"]["ratio"] = res["floor"]["spark_s"] / res["floor"]["duckdb_s"]
     if cx:
         # as a task pays it when its connection points at a running server: the whole client process
         later = sorted(cx["runs_s"][1:]) or cx["runs_s"]
@@ -483,6 +555,7 @@ def report(r: dict, out: Path) -> None:
         ("as a task pays it: start + first run / DuckDB", f"{r['ratio_task_duckdb']:.2f}x (first run alone "
                                                           f"{r['ratio_first_run_duckdb']:.2f}x; goal <= 3x)"),
         ("Spark job, warm (best after the first)", f"{r['spark_warm_s']:.2f} s ({r['spark_warm_cpu_s']:.1f} CPU s)"),
+        ("JIT compilation per run (JVM's count)", ", ".join(f"{s:.1f}" for s in r["spark_jit_compile_s"]) + " s"),
         ("events/s (warm)", f"{r['events_per_s']:,.0f}"),
         ("peak RSS during the job (Python + JVM)", f"{r['spark_peak_rss_mb']:,.0f} MB"),
         ("DuckDB (best run)", f"{r['duckdb_s']:.2f} s ({r['duckdb_cpu_s_best']:.1f} CPU s), "
@@ -490,6 +563,11 @@ def report(r: dict, out: Path) -> None:
         ("ratio Spark / DuckDB (wall; CPU)", f"{r['ratio_spark_duckdb']:.2f}x; {r['ratio_cpu_spark_duckdb']:.2f}x  "
                                              f"(goal <= 3x: {'met' if r['goal_met'] else 'NOT met'})"),
     ]
+    if r.get("floor"):
+        f = r["floor"]
+        rows.append(("floor: the group-by alone, Spark / DuckDB (warm)",
+                     f"{f['spark_s']:.2f} s / {f['duckdb_s']:.2f} s = {f['ratio']:.2f}x (CPU {f['spark_cpu_s']:.1f} / "
+                     f"{f['duckdb_cpu_s']:.1f} s)"))
     if r.get("connect"):
         c = r["connect"]
         rows += [
