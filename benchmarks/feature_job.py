@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--spec", type=Path, default=REPO / "specs" / "churn.yaml")
     p.add_argument("--runs", type=int, default=3, help="Spark and DuckDB runs; the first Spark run is the cold one")
     p.add_argument("--explain", action="store_true", help="print the formatted physical plan of the Spark job")
+    p.add_argument("--timeline", action="store_true",
+                   help="print the Spark stages of the best warm run on a time line (turns the Spark UI on)")
     p.add_argument("--floor", action="store_true",
                    help="also time both engines' floor on the same events: only the group-by per entity of the "
                         "first aggregate block's window (count, sum and max of one column, last time), warm")
@@ -272,7 +274,7 @@ def timed(label: str, fn, runs: int, children: bool = True) -> dict:
 
 
 def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, explain: bool,
-              with_floor: bool = False) -> dict:
+              with_floor: bool = False, with_timeline: bool = False) -> dict:
     """Session start, then `runs` timed runs of run_feature_job (peak RSS and CPU of Python + the driver JVM)."""
     from batchml.features import build_features, run_feature_job
     from batchml.spark import local_spark_session
@@ -283,7 +285,8 @@ def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, expla
                      if archive else "off (BATCHML_SPARK_CLASS_ARCHIVE=false)")
     print(f"driver JVM class-data-sharing archive: {archive_state}", flush=True)
     t0 = time.perf_counter()
-    spark = local_spark_session("local[2]", "feature-job-bench", {"spark.ui.showConsoleProgress": "false"})
+    ui = {"spark.ui.enabled": "true", "spark.ui.port": "0"} if with_timeline else {}
+    spark = local_spark_session("local[2]", "feature-job-bench", {"spark.ui.showConsoleProgress": "false", **ui})
     spark.sparkContext.setLogLevel("ERROR")
     session_s = time.perf_counter() - t0
     if explain:
@@ -291,19 +294,53 @@ def run_spark(spec, raw_root: Path, as_of: dt.date, work: Path, runs: int, expla
     # the JVM's own count of the time its JIT compilers spent: on 2 cores they take CPU from the job's tasks
     compilation = spark._jvm.java.lang.management.ManagementFactory.getCompilationMXBean()
     jit_s: list[float] = []
+    spans: list[tuple[float, float]] = []
 
     def job(i: int) -> str:
         before = compilation.getTotalCompilationTime()
+        started = time.time()
         staged = run_feature_job(spark, spec, raw_root, as_of, work / f"spark_{i}").staged_file
+        spans.append((started, time.time()))
         jit_s.append((compilation.getTotalCompilationTime() - before) / 1000)
         return staged
 
     out = timed("spark", job, runs)
     print("  JIT compilation per run (s): " + ", ".join(f"{s:.1f}" for s in jit_s), flush=True)
+    if with_timeline:
+        warm = min(range(1, runs) or [0], key=lambda i: out["runs_s"][i])
+        out["timeline"] = stage_timeline(spark, *spans[warm])
     floor = spark_floor(spark, spec, raw_root, as_of, runs) if with_floor else None
     spark.stop()
     return {**out, "session_start_s": session_s, "class_archive": archive_state, "jit_compile_s": jit_s,
-            "floor": floor}
+            "floor": floor, "timeline": out.get("timeline")}
+
+
+def stage_timeline(spark, started: float, ended: float) -> dict:
+    """The stages Spark ran between `started` and `ended` (epoch seconds), from its UI's REST API: when each
+    started and ended relative to the run's start, its tasks and input rows; the time before the first stage, the
+    scan stage (the most input rows) and the time after it."""
+    import urllib.request
+
+    def epoch(text: str) -> float:
+        return dt.datetime.strptime(text.replace("GMT", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+
+    url = f"{spark.sparkContext.uiWebUrl}/api/v1/applications/{spark.sparkContext.applicationId}/stages"
+    with urllib.request.urlopen(f"{url}?status=complete") as response:
+        stages = [st for st in json.load(response) if started <= epoch(st["submissionTime"]) <= ended]
+    rows = sorted(({"stage": st["stageId"], "start_s": round(epoch(st["submissionTime"]) - started, 2),
+                    "end_s": round(epoch(st["completionTime"]) - started, 2), "tasks": st["numTasks"],
+                    "input_rows": st["inputRecords"], "cpu_s": round(st["executorCpuTime"] / 1e9, 2)}
+                   for st in stages), key=lambda r: r["start_s"])
+    scan = max(rows, key=lambda r: r["input_rows"])
+    out = {"run_s": round(ended - started, 2), "stages": rows, "before_first_stage_s": rows[0]["start_s"],
+           "scan_stage_s": round(scan["end_s"] - scan["start_s"], 2), "after_scan_stage_s": round(ended - started - scan["end_s"], 2)}
+    print(f"  stage timeline of the best warm run ({out['run_s']:.2f} s):", flush=True)
+    for r in rows:
+        print(f"    stage {r['stage']:>3}: {r['start_s']:5.2f}-{r['end_s']:5.2f} s, {r['tasks']} task(s), "
+              f"{r['input_rows']:>11,} input rows, {r['cpu_s']:.2f} CPU s")
+    print(f"    before the first stage {out['before_first_stage_s']:.2f} s; scan stage {out['scan_stage_s']:.2f} s; "
+          f"after it {out['after_scan_stage_s']:.2f} s", flush=True)
+    return out
 
 
 def floor_block(spec):
@@ -483,7 +520,7 @@ def main(argv=None) -> None:
 
     load_before = load_average()
     print(f"spark local[2] ... (load average {load_before:.1f})", flush=True)
-    sp = run_spark(spec, raw_root, as_of, work, args.runs, args.explain, args.floor)
+    sp = run_spark(spec, raw_root, as_of, work, args.runs, args.explain, args.floor, args.timeline)
     cx = None
     if args.connect_runs:
         print("spark through batchml spark-server, each run from a fresh client process ...", flush=True)
@@ -516,6 +553,8 @@ def main(argv=None) -> None:
     res["ratio_task_duckdb"] = (sp["session_start_s"] + sp["runs_s"][0]) / dk["runs_s"][duck]
     res["goal_met"] = res["ratio_spark_duckdb"] <= 3.0
     res["spark_jit_compile_s"] = sp["jit_compile_s"]
+    if sp["timeline"]:
+        res["timeline"] = sp["timeline"]
     if dk_floor:
         sf, df = sp["floor"], dk_floor
         if sf["result"] != df["result"]:
@@ -563,6 +602,10 @@ def report(r: dict, out: Path) -> None:
         ("ratio Spark / DuckDB (wall; CPU)", f"{r['ratio_spark_duckdb']:.2f}x; {r['ratio_cpu_spark_duckdb']:.2f}x  "
                                              f"(goal <= 3x: {'met' if r['goal_met'] else 'NOT met'})"),
     ]
+    if r.get("timeline"):
+        t = r["timeline"]
+        rows.append(("best warm run: before the first stage / scan stage / after it",
+                     f"{t['before_first_stage_s']:.2f} / {t['scan_stage_s']:.2f} / {t['after_scan_stage_s']:.2f} s"))
     if r.get("floor"):
         f = r["floor"]
         rows.append(("floor: the group-by alone, Spark / DuckDB (warm)",
