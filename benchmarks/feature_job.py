@@ -9,6 +9,8 @@ sized to 10M, since that is what the job scans. The event count actually read is
 Spark runs the job three ways: in this process (the session start, the first run, warm runs), and through a Spark
 Connect server (`batchml spark-server`, local[2]) from a fresh client process per run, as Airflow tasks whose Spark
 connection points at such a server run it (`--connect-runs`; the first is the fresh server's cold run).
+`--floor` also times both engines on the group-by alone over the same events (what neither can do without), and
+`--timeline` prints the stages of the best warm run; every run reports the JVM's JIT compilation time.
 
 Both engines write one Parquet file; the DuckDB table is built from SQL generated from the spec (independently of
 features.py) and must equal Spark's (same rows, numbers within 1e-6) or the script fails. Figures go to
