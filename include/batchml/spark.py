@@ -165,7 +165,6 @@ def spark_session(master: str, conf: dict[str, str], app_name: str) -> Iterator[
             session.stop()
 
 
-
 # The Spark Connect server (`batchml spark-server`) --------------------------------------------------------------------
 
 
@@ -180,7 +179,7 @@ SERVER_CONFS = {
 }
 
 
-def server_confs(master: str, host: str, port: int, conf: dict[str, str] | None, token: str | None) -> dict[str, str]:
+def server_confs(host: str, port: int, conf: dict[str, str] | None, token: str | None) -> dict[str, str]:
     """The confs `serve` starts the driver with: batchml's defaults (applied by start_spark), the server's, `conf`."""
     confs = {**SERVER_CONFS, "spark.connect.grpc.binding.address": host, "spark.connect.grpc.binding.port": str(port),
              **(conf or {})}
@@ -201,17 +200,17 @@ def serve(master: str = "local[*]", host: str = "127.0.0.1", port: int = DEFAULT
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     started = time.perf_counter()
-    spark = start_spark(master, server_confs(master, host, port, conf, token), "batchml-spark-connect")
+    spark = start_spark(master, server_confs(host, port, conf, token), "batchml-spark-connect")
     spark.sparkContext.setLogLevel("WARN")
     service = spark._jvm.org.apache.spark.sql.connect.service.SparkConnectService
     try:
         service.start(spark._jsc.sc())
         url = f"sc://{'localhost' if host in ('127.0.0.1', 'localhost') else host}:{port}"
         say(f"Spark Connect server on {master} started in {time.perf_counter() - started:.1f} s "
-              f"({'token required' if token else 'no token'}).\nready: {url}\n"
-              f"Point the Spark connection at it, e.g. AIRFLOW_CONN_BATCHML_SPARK='{{\"conn_type\": \"spark_connect\", "
-              f"\"host\": \"{url.removeprefix('sc://').rsplit(':', 1)[0]}\", \"port\": {port}}}'; stop with Ctrl-C "
-              "or SIGTERM.")
+            f"({'token required' if token else 'no token'}).\nready: {url}\n"
+            f"Point the Spark connection at it, e.g. AIRFLOW_CONN_BATCHML_SPARK='{{\"conn_type\": \"spark_connect\", "
+            f"\"host\": \"{url.removeprefix('sc://').rsplit(':', 1)[0]}\", \"port\": {port}}}'; stop with Ctrl-C "
+            "or SIGTERM.")
         stop.wait()
     finally:
         say("stopping the Spark Connect server ...")
